@@ -1,0 +1,1 @@
+"""convnet.data (to be filled)."""

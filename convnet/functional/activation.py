@@ -1,0 +1,3 @@
+"""activation ops (to be filled)."""
+
+__all__ = []

@@ -1,0 +1,77 @@
+"""Convolution as Tensor ops: thin Functions over ``convnet.ops.conv``."""
+
+from __future__ import annotations
+
+from ..ops import conv as conv_ops
+from ..ops.shape import as_tuple, check_positive, conv_output_shape, resolve_padding
+from ..tensor import Function, Tensor
+from ._checks import check_ndim, float_input
+
+__all__ = ["conv2d"]
+
+
+class Conv2dFn(Function):
+    def forward(self, x, w, b, stride, pads, dilation, groups):
+        out, self.cache = conv_ops.conv2d_forward(x, w, b, stride, pads, dilation, groups)
+        return out
+
+    def backward(self, dout):
+        dx, dw, db = conv_ops.conv2d_backward(dout, self.cache, self.needs_input_grad)
+        return dx, dw, db
+
+
+def conv2d_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups,
+                  op="conv2d", strict=False):
+    """Validate conv2d arguments; return (stride, pads, dilation, out_hw)."""
+    n, h, w, c = x_shape
+    kh, kw, cg, f = w_shape
+    stride = as_tuple(stride, 2, "stride", op)
+    dilation = as_tuple(dilation, 2, "dilation", op)
+    check_positive(stride, "stride", op)
+    check_positive(dilation, "dilation", op)
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    if groups <= 0:
+        raise ValueError(f"{op}: groups must be positive, got {groups}")
+    if c % groups != 0:
+        raise ValueError(f"{op}: groups={groups} does not divide the {c} input channels")
+    if f % groups != 0:
+        raise ValueError(f"{op}: groups={groups} does not divide the {f} output channels "
+                         f"of weight {tuple(w_shape)}")
+    if cg * groups != c:
+        raise ValueError(f"{op}: input has {c} channels but weight {tuple(w_shape)} expects "
+                         f"{cg * groups}" + (f" ({cg} per group x {groups} groups)"
+                                             if groups > 1 else ""))
+    if b_shape is not None and tuple(b_shape) != (f,):
+        raise ValueError(f"{op}: bias must have shape ({f},), got {tuple(b_shape)}")
+    pads = resolve_padding(padding, (h, w), (kh, kw), stride, dilation, op)
+    out_hw = conv_output_shape((h, w), (kh, kw), stride, pads, dilation, op, strict)
+    return stride, pads, dilation, out_hw
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D convolution on NHWC input.
+
+    Args:
+        x: (N, H, W, C_in).
+        weight: (KH, KW, C_in/groups, C_out) -- the seeds' f x f x n_C[l-1] x n_C[l].
+        bias: (C_out,) or None.
+        stride, dilation: int or (h, w) pair.
+        padding: int, (h, w) pair, ((top, bottom), (left, right)), 'valid' or 'same'
+            (TensorFlow's: output ceil(n/s), the odd pixel on the bottom/right).
+        groups: split channels into independent groups; groups = C_in is depthwise.
+
+    Returns:
+        (N, OH, OW, C_out) with OH = floor((H + p_t + p_b - d(KH-1) - 1)/s) + 1.
+    """
+    op = "conv2d"
+    x = float_input(x, op, 4, layout="(N, H, W, C)")
+    weight = float_input(weight, op, name="weight")
+    check_ndim(weight, 4, op, "weight", "(KH, KW, C_in/groups, C_out)")
+    if bias is not None:
+        bias = float_input(bias, op, name="bias")
+    stride, pads, dilation, _ = conv2d_params(
+        x.shape, weight.shape, None if bias is None else bias.shape,
+        stride, padding, dilation, groups, op)
+    return Conv2dFn.apply(x, weight, bias, stride=stride, pads=pads, dilation=dilation,
+                          groups=groups)

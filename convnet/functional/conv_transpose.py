@@ -1,0 +1,3 @@
+"""conv_transpose ops (to be filled)."""
+
+__all__ = []

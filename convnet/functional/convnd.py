@@ -1,0 +1,3 @@
+"""convnd ops (to be filled)."""
+
+__all__ = []

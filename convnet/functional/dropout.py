@@ -1,0 +1,3 @@
+"""dropout ops (to be filled)."""
+
+__all__ = []

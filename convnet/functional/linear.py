@@ -1,0 +1,3 @@
+"""linear ops (to be filled)."""
+
+__all__ = []

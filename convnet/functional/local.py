@@ -1,0 +1,3 @@
+"""local ops (to be filled)."""
+
+__all__ = []

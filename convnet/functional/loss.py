@@ -1,0 +1,3 @@
+"""loss ops (to be filled)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""norm ops (to be filled)."""
+
+__all__ = []

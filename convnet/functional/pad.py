@@ -1,0 +1,3 @@
+"""pad ops (to be filled)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""pool ops (to be filled)."""
+
+__all__ = []

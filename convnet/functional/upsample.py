@@ -1,0 +1,3 @@
+"""upsample ops (to be filled)."""
+
+__all__ = []

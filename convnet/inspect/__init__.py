@@ -1,0 +1,1 @@
+"""convnet.inspect (to be filled)."""

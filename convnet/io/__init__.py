@@ -1,0 +1,1 @@
+"""convnet.io (to be filled)."""

@@ -1,0 +1,1 @@
+"""convnet.models (to be filled)."""

@@ -1,0 +1,3 @@
+"""conv_transpose layers (to be filled)."""
+
+__all__ = []

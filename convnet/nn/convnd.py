@@ -1,0 +1,3 @@
+"""convnd layers (to be filled)."""
+
+__all__ = []

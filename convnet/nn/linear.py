@@ -1,0 +1,3 @@
+"""linear layers (to be filled)."""
+
+__all__ = []

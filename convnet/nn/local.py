@@ -1,0 +1,3 @@
+"""local layers (to be filled)."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""mixed layers (to be filled)."""
+
+__all__ = []

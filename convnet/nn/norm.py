@@ -1,0 +1,3 @@
+"""norm layers (to be filled)."""
+
+__all__ = []

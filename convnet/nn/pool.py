@@ -1,0 +1,3 @@
+"""pool layers (to be filled)."""
+
+__all__ = []

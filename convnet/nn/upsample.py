@@ -1,0 +1,3 @@
+"""upsample layers (to be filled)."""
+
+__all__ = []

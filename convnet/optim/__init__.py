@@ -1,0 +1,1 @@
+"""convnet.optim (to be filled)."""

@@ -1,0 +1,1 @@
+"""convnet.train (to be filled)."""

@@ -1,0 +1,1 @@
+"""convnet.viz (to be filled)."""

@@ -1,0 +1,74 @@
+"""Shared test helpers: finite differences, torch conversion, tolerances.
+
+None of these call the code under test to compute an expected value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convnet import Tensor
+
+TOL = {np.float64: dict(rtol=1e-7, atol=1e-9), np.float32: dict(rtol=1e-4, atol=1e-5)}
+
+
+def tol(dtype) -> dict:
+    return TOL[np.dtype(dtype).type]
+
+
+def numerical_grad(f, x: np.ndarray, dout: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of sum(f(x) * dout) w.r.t. x; f maps an ndarray to an ndarray.
+
+    ``x`` is perturbed in place (and restored), so pass the very array the closure reads.
+    """
+    assert x.dtype == np.float64, "gradient checks run in float64 only"
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i]
+        x[i] = old + eps
+        fp = float(np.sum(f() * dout))
+        x[i] = old - eps
+        fm = float(np.sum(f() * dout))
+        x[i] = old
+        grad[i] = (fp - fm) / (2 * eps)
+    return grad
+
+
+def grad_check(fn, inputs: list[np.ndarray], dout_seed: int = 0, eps: float = 1e-6,
+               rtol: float = 1e-5, atol: float = 1e-7) -> None:
+    """Check the autograd gradients of ``fn(*tensors)`` against central differences,
+    with a random upstream gradient.  ``inputs`` are float64 arrays."""
+    tensors = [Tensor(a, requires_grad=True) for a in inputs]
+    out = fn(*tensors)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape)
+    out.backward(dout)
+    for k, (t, a) in enumerate(zip(tensors, inputs)):
+        def f():
+            return fn(*[Tensor(b) for b in inputs]).data
+        num = numerical_grad(f, a, dout, eps)
+        np.testing.assert_allclose(t.grad, num, rtol=rtol, atol=atol,
+                                   err_msg=f"gradient of input {k}")
+
+
+def to_torch(a: np.ndarray, layout: str = "", requires_grad: bool = False):
+    """NHWC -> NCHW (layout='nhwc'), HWIO -> OIHW (layout='hwio'), or as is."""
+    import torch
+    if layout == "nhwc":
+        a = np.moveaxis(a, -1, 1)
+    elif layout == "hwio":
+        a = np.moveaxis(a, (-2, -1), (1, 0))
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def from_torch(t, layout: str = "") -> np.ndarray:
+    a = t.detach().numpy()
+    if layout == "nhwc":
+        a = np.moveaxis(a, 1, -1)
+    elif layout == "hwio":
+        a = np.moveaxis(a, (1, 0), (-2, -1))
+    return a
