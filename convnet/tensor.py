@@ -461,10 +461,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a        # promote vectors as NumPy does
         b2 = b[:, None] if b.ndim == 1 else b
         g = dout
+        if b.ndim == 1:                               # b first: vector @ vector has a 0-d g
+            g = np.expand_dims(g, -1)
         if a.ndim == 1:
             g = np.expand_dims(g, -2)
-        if b.ndim == 1:
-            g = np.expand_dims(g, -1)
         da = db = None
         if self.needs_input_grad[0]:
             da = unbroadcast(g @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
