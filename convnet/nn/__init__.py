@@ -8,6 +8,7 @@ from .convnd import *
 from .dropout import *
 from .linear import *
 from .local import *
+from .loss import *
 from .mixed import *
 from .module import *
 from .norm import *
