@@ -48,8 +48,8 @@ def enable_grad():
 def _to_array(data, dtype=None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
-    if isinstance(data, np.ndarray):
-        arr = data
+    if isinstance(data, (np.ndarray, np.generic)):
+        arr = np.asarray(data)  # NumPy arrays and scalars keep their dtype
     else:
         arr = np.asarray(data)
         if arr.dtype.kind == "f" and dtype is None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional.conv import conv2d_params
+from ..functional.convnd import convnd_params
+from ..ops.pad import check_pads
 from ..ops.shape import as_tuple, check_positive, effective_kernel, resolve_padding
 from . import init
 from .module import Module, Parameter, Sequential, is_strict_tiling
@@ -16,7 +17,110 @@ def _check_int(value, name, layer, minimum=1):
         raise ValueError(f"{layer}: {name} must be an int >= {minimum}, got {value!r}")
 
 
-class Conv2d(Module):
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+class _ConvNd(Module):
+    """Shared body of Conv1d, Conv2d and Conv3d (channels-last data, HWIO-style weights).
+
+    Subclasses set ``_ndim`` (spatial axes), ``_fn`` (the functional op) and ``_axes``
+    (the per-sample layout, for messages).
+    """
+
+    _ndim = 2
+    _axes = "(H, W, C)"
+
+    @staticmethod
+    def _fn(x, weight, bias, stride, padding, dilation, groups):
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", rng=None, dtype=None):
+        super().__init__()
+        name, nd = type(self).__name__, self._ndim
+        _check_int(in_channels, "in_channels", name)
+        _check_int(out_channels, "out_channels", name)
+        _check_int(groups, "groups", name)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"{name}: padding_mode must be one of {PADDING_MODES}, "
+                             f"got {padding_mode!r}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = as_tuple(kernel_size, nd, "kernel_size", name)
+        self.stride = as_tuple(stride, nd, "stride", name)
+        self.dilation = as_tuple(dilation, nd, "dilation", name)
+        check_positive(self.kernel_size, "kernel_size", name)
+        check_positive(self.stride, "stride", name)
+        check_positive(self.dilation, "dilation", name)
+        # Validate the padding spelling now (with a dummy size) so errors come early.
+        resolve_padding(padding, (1 << 20,) * nd, self.kernel_size, self.stride,
+                        self.dilation, name)
+        self.padding = padding
+        self.padding_mode = padding_mode
+        shape = (*self.kernel_size, in_channels // groups, out_channels)
+        rng = init.get_rng(rng)
+        self.weight = Parameter(init.torch_default_weight(shape, rng=rng, dtype=dtype))
+        fan_in = init.calculate_fan(shape)[0]
+        self.bias = Parameter(init.torch_default_bias((out_channels,), fan_in, rng=rng,
+                                                      dtype=dtype)) if bias else None
+
+    def _pads(self, spatial):
+        return resolve_padding(self.padding, tuple(spatial), self.kernel_size, self.stride,
+                               self.dilation, type(self).__name__)
+
+    def forward(self, x):
+        if is_strict_tiling():
+            self.output_shape(x.shape[1:])
+        if self.padding_mode == "zeros":
+            return self._fn(x, self.weight, self.bias, self.stride, self.padding,
+                            self.dilation, self.groups)
+        # torch's order: pad explicitly in the chosen mode, then convolve with no padding.
+        x = F.pad(x, self._pads(x.shape[1:-1]), mode=self.padding_mode)
+        return self._fn(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def output_shape(self, input_shape):
+        name = type(self).__name__
+        if len(input_shape) != self._ndim + 1:
+            raise ValueError(f"{name}: input shape must be {self._axes}, "
+                             f"got {tuple(input_shape)}")
+        spatial, c = tuple(input_shape[:-1]), input_shape[-1]
+        if self.padding_mode != "zeros":
+            check_pads(spatial, self._pads(spatial), self.padding_mode, name)
+        wshape = (*self.kernel_size, self.in_channels // self.groups, self.out_channels)
+        _, _, _, out = convnd_params(
+            (1, *spatial, c), wshape, None, self.stride, self.padding, self.dilation,
+            self.groups, self._ndim, op=f"{name}({self.extra_repr()})",
+            strict=is_strict_tiling())
+        return (*out, self.out_channels)
+
+    def rf_params(self, input_shape):
+        """Per spatial axis: (effective kernel, stride, leading padding) for the
+        receptive-field recurrence."""
+        pads = self._pads(tuple(input_shape[:self._ndim]))
+        return tuple((effective_kernel(k, d), s, p[0]) for k, d, s, p in
+                     zip(self.kernel_size, self.dilation, self.stride, pads))
+
+    def extra_repr(self) -> str:
+        one = (1,) * self._ndim
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        if self.stride != one:
+            s += f", stride={self.stride}"
+        if self.padding not in (0, (0,) * self._ndim):
+            s += f", padding={self.padding!r}"
+        if self.dilation != one:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+
+class Conv2d(_ConvNd):
     """2-D convolution over NHWC input, with HWIO weights.
 
     Applies ``out_channels`` filters of size KH x KW x (in_channels/groups) -- the
@@ -31,6 +135,9 @@ class Conv2d(Module):
         dilation: int or pair; 1 means none.
         groups: channel groups; ``groups == in_channels`` is a depthwise conv.
         bias: learn a bias per output channel.
+        padding_mode: ``'zeros'`` (default), ``'reflect'``, ``'replicate'`` or
+            ``'circular'``: how the padding is filled (torch's modes; the input is
+            padded with ``F.pad`` and then convolved without padding).
         rng: ``numpy.random.Generator`` for the initial weights (PyTorch's default
             init: U(+-1/sqrt(fan_in)) for weight and bias).
         dtype: parameter dtype (default float32).
@@ -47,76 +154,6 @@ class Conv2d(Module):
         >>> conv.weight.shape
         (3, 3, 3, 64)
     """
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, rng=None, dtype=None):
-        super().__init__()
-        name = type(self).__name__
-        _check_int(in_channels, "in_channels", name)
-        _check_int(out_channels, "out_channels", name)
-        _check_int(groups, "groups", name)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = as_tuple(kernel_size, 2, "kernel_size", name)
-        self.stride = as_tuple(stride, 2, "stride", name)
-        self.dilation = as_tuple(dilation, 2, "dilation", name)
-        check_positive(self.kernel_size, "kernel_size", name)
-        check_positive(self.stride, "stride", name)
-        check_positive(self.dilation, "dilation", name)
-        # Validate the padding spelling now (with a dummy size) so errors come early.
-        resolve_padding(padding, (1 << 20,) * 2, self.kernel_size, self.stride,
-                        self.dilation, name)
-        self.padding = padding
-        shape = (*self.kernel_size, in_channels // groups, out_channels)
-        rng = init.get_rng(rng)
-        self.weight = Parameter(init.torch_default_weight(shape, rng=rng, dtype=dtype))
-        fan_in = init.calculate_fan(shape)[0]
-        self.bias = Parameter(init.torch_default_bias((out_channels,), fan_in, rng=rng,
-                                                      dtype=dtype)) if bias else None
-
-    def _pads(self, spatial):
-        return resolve_padding(self.padding, spatial, self.kernel_size, self.stride,
-                               self.dilation, type(self).__name__)
-
-    def forward(self, x):
-        if is_strict_tiling():
-            self.output_shape(x.shape[1:])
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                        self.groups)
-
-    def output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__}: input shape must be (H, W, C), "
-                             f"got {tuple(input_shape)}")
-        h, w, c = input_shape
-        wshape = (*self.kernel_size, self.in_channels // self.groups, self.out_channels)
-        _, _, _, (oh, ow) = conv2d_params(
-            (1, h, w, c), wshape, None, self.stride, self.padding, self.dilation, self.groups,
-            op=f"{type(self).__name__}({self.extra_repr()})", strict=is_strict_tiling())
-        return (oh, ow, self.out_channels)
-
-    def rf_params(self, input_shape):
-        """Per spatial axis: (effective kernel, stride, leading padding) for the
-        receptive-field recurrence."""
-        pads = self._pads(tuple(input_shape[:2]))
-        return tuple((effective_kernel(k, d), s, p[0]) for k, d, s, p in
-                     zip(self.kernel_size, self.dilation, self.stride, pads))
-
-    def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-        if self.stride != (1, 1):
-            s += f", stride={self.stride}"
-        if self.padding not in (0, (0, 0)):
-            s += f", padding={self.padding!r}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        return s
 
 
 class DepthwiseSeparableConv2d(Sequential):

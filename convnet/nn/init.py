@@ -8,6 +8,7 @@ fan_out = KH*KW*C_out; for a linear weight (in, out), fan_in = in and fan_out = 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -17,9 +18,9 @@ from .. import backend
 __all__ = ["manual_seed", "default_rng", "get_rng", "calculate_fan", "calculate_gain",
            "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal",
            "glorot_uniform", "glorot_normal", "uniform", "normal", "zeros", "ones",
-           "torch_default_weight", "torch_default_bias"]
+           "torch_default_weight", "torch_default_bias", "skip_init", "is_init_skipped"]
 
-_default = {"rng": np.random.default_rng(0)}
+_default = {"rng": np.random.default_rng(0), "skip": False}
 
 
 def manual_seed(seed: int) -> np.random.Generator:
@@ -67,15 +68,40 @@ def calculate_gain(nonlinearity: str = "relu", param: float | None = None) -> fl
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
 
 
+def is_init_skipped() -> bool:
+    return _default["skip"]
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Inside the block, random initialisers return zeros without drawing (lazily
+    allocated, so untouched memory costs nothing and no rng state is consumed).
+
+    For building a model only to inspect its shapes, e.g. ``convnet summary vgg16``,
+    where drawing VGG-16's 138M random numbers would dominate; the zoo's builders also
+    build inside it and then draw every weight once, in its own dtype.
+    """
+    prev = _default["skip"]
+    _default["skip"] = True
+    try:
+        yield
+    finally:
+        _default["skip"] = prev
+
+
 def _dtype(dtype):
     return np.dtype(dtype) if dtype is not None else backend.get_default_dtype()
 
 
 def uniform(shape, low, high, rng=None, dtype=None) -> np.ndarray:
+    if _default["skip"]:
+        return np.zeros(shape, dtype=_dtype(dtype))
     return get_rng(rng).uniform(low, high, size=shape).astype(_dtype(dtype))
 
 
 def normal(shape, std, rng=None, dtype=None) -> np.ndarray:
+    if _default["skip"]:
+        return np.zeros(shape, dtype=_dtype(dtype))
     return (get_rng(rng).standard_normal(size=shape) * std).astype(_dtype(dtype))
 
 

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 
 def as_tuple(value, ndim: int, name: str, op: str = "") -> tuple[int, ...]:
     """Turn an int or a sequence of ``ndim`` ints into a tuple of ints."""
     where = f"{op}: " if op else ""
     if isinstance(value, bool):
         raise TypeError(f"{where}{name} must be an int or a tuple of {ndim} ints, got bool")
-    if isinstance(value, (int,)) or (hasattr(value, "__index__") and not hasattr(value, "__len__")):
+    if isinstance(value, (int, np.integer)):
         return (int(value),) * ndim
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != ndim or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
         ):
             raise TypeError(
                 f"{where}{name} must be an int or a tuple of {ndim} ints, got {value!r}")
