@@ -221,7 +221,7 @@ class Tensor:
                 else:
                     grads[id(parent)] = pg
             if not retain_graph:
-                node._ctx = None  # free the saved arrays; the graph is used once
+                node._ctx = _FREED  # free the saved arrays; the graph is used once
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -344,6 +344,25 @@ class Function:
         if requires:
             result._ctx = ctx
         return result, ctx
+
+
+class _FreedGraph:
+    """Stands in for the Function of a non-leaf tensor whose graph ``backward`` freed.
+
+    The tensor stays a non-leaf, so a second ``backward`` through it raises instead of
+    silently treating it as a leaf (and leaving the real leaves' gradients unchanged).
+    """
+
+    parents = ()
+    needs_input_grad = ()
+
+    def backward(self, dout):
+        raise RuntimeError(
+            "backward() through a graph a second time: its saved arrays were freed by the "
+            "first backward(); pass retain_graph=True to that first call to keep them")
+
+
+_FREED = _FreedGraph()
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

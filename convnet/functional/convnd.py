@@ -62,7 +62,9 @@ def convnd_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups, 
     if groups <= 0:
         raise ValueError(f"{op}: groups must be positive, got {groups}")
     if c % groups != 0:
-        raise ValueError(f"{op}: groups={groups} does not divide the {c} input channels")
+        raise ValueError(f"{op}: groups={groups} does not divide the {c} input channels "
+                         f"(weight {tuple(w_shape)} expects {cg * groups} = {cg} per group x "
+                         f"{groups} groups)")
     if f % groups != 0:
         raise ValueError(f"{op}: groups={groups} does not divide the {f} output channels "
                          f"of weight {tuple(w_shape)}")

@@ -19,14 +19,15 @@ class Local2dFn(Function):
         return local_ops.local2d_backward(dout, self.cache, self.needs_input_grad)
 
 
-def local2d_params(input_hw, kernel_size, stride, padding, op="local2d"):
-    """Validate and return (kernel, stride, pads, (OH, OW)) for an (H, W) input."""
+def local2d_params(input_hw, kernel_size, stride, padding, op="local2d", strict=False):
+    """Validate and return (kernel, stride, pads, (OH, OW)) for an (H, W) input;
+    ``strict`` also raises when the windows do not tile the padded input."""
     kernel = as_tuple(kernel_size, 2, "kernel_size", op)
     stride = as_tuple(stride, 2, "stride", op)
     check_positive(kernel, "kernel_size", op)
     check_positive(stride, "stride", op)
     pads = resolve_padding(padding, tuple(input_hw), kernel, stride, (1, 1), op)
-    out = conv_output_shape(tuple(input_hw), kernel, stride, pads, (1, 1), op)
+    out = conv_output_shape(tuple(input_hw), kernel, stride, pads, (1, 1), op, strict)
     return kernel, stride, pads, out
 
 

@@ -78,8 +78,8 @@ def pool2d_params(x_shape, kernel_size, stride=None, padding=0, dilation=1, ceil
     return kernel, stride, pads, dilation, out_hw
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
-               ceil_mode=False):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
     """2-D max pooling on NHWC input, per channel.
 
     Args:
@@ -89,9 +89,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indice
         padding: int, pair, ((top, bottom), (left, right)), 'valid' or 'same'; padded
             cells hold -inf, so they never win.  At most half the effective kernel.
         dilation: int or pair; 1 means none.
-        return_indices: also return the argmax positions (for ``max_unpool2d``).
         ceil_mode: round the output size up (PyTorch's rule: the last window must start
             inside the input or the leading padding).
+        return_indices: also return the argmax positions (for ``max_unpool2d``).
 
     Returns:
         (N, OH, OW, C), or ``(out, indices)`` with ``indices`` an int64 Tensor

@@ -30,6 +30,7 @@ class Dropout(Module):
     """
 
     _fn = staticmethod(F.dropout)
+    _layout = None                      # per-sample layout the channel variants require
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
@@ -42,6 +43,10 @@ class Dropout(Module):
         return type(self)._fn(x, self.p, self.training, init.get_rng(self.rng))
 
     def output_shape(self, input_shape):
+        lay = self._layout
+        if lay is not None and len(input_shape) != lay.count(",") + 1:
+            raise ValueError(f"{type(self).__name__}: input shape must be {lay}, "
+                             f"got {tuple(input_shape)}")
         return tuple(input_shape)
 
     def rf_params(self, input_shape):
@@ -70,6 +75,7 @@ class Dropout1d(Dropout):
     """
 
     _fn = staticmethod(F.dropout1d)
+    _layout = "(L, C)"
 
 
 class Dropout2d(Dropout):
@@ -91,6 +97,7 @@ class Dropout2d(Dropout):
     """
 
     _fn = staticmethod(F.dropout2d)
+    _layout = "(H, W, C)"
 
 
 class Dropout3d(Dropout):
@@ -110,3 +117,4 @@ class Dropout3d(Dropout):
     """
 
     _fn = staticmethod(F.dropout3d)
+    _layout = "(D, H, W, C)"

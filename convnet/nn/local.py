@@ -9,7 +9,7 @@ from ..functional.local import local2d_params
 from ..ops.shape import as_tuple, check_positive, resolve_padding
 from . import init
 from .conv import _check_int
-from .module import Module, Parameter
+from .module import Module, Parameter, is_strict_tiling
 
 __all__ = ["LocallyConnected2d"]
 
@@ -81,6 +81,9 @@ class LocallyConnected2d(Module):
             raise ValueError(f"{name}: built for input size {self.input_size}, got ({h}, {w})")
         if c != self.in_channels:
             raise ValueError(f"{name}: expected {self.in_channels} input channels, got {c}")
+        if is_strict_tiling():
+            local2d_params(self.input_size, self.kernel_size, self.stride, self.padding,
+                           f"{name}({self.extra_repr()})", strict=True)
 
     def forward(self, x):
         self._check_input(x.shape[1:])

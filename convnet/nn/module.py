@@ -12,7 +12,7 @@ import numpy as np
 from ..tensor import Tensor
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict",
-           "strict_tiling", "is_strict_tiling"]
+           "strict_tiling", "is_strict_tiling", "StateDictKeyError"]
 
 _strict = {"on": False}
 
@@ -31,6 +31,17 @@ def strict_tiling(enabled: bool = True):
         yield
     finally:
         _strict["on"] = prev
+
+
+class StateDictKeyError(KeyError, ValueError):
+    """``load_state_dict(strict=True)`` found missing or unexpected keys.
+
+    A ``ValueError`` like every other bad-input error, and a ``KeyError`` for code that
+    catches PyTorch-style key errors; ``str()`` is the plain message (no quotes).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class Parameter(Tensor):
@@ -215,16 +226,23 @@ class Module:
             if unexpected:
                 parts.append(f"unexpected keys {unexpected[:10]}"
                              + ("..." if len(unexpected) > 10 else ""))
-            raise KeyError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts))
-        mismatched = []
+            raise StateDictKeyError(f"load_state_dict for {type(self).__name__}: "
+                                    + "; ".join(parts))
+        mismatched, not_numeric = [], []
         for key, (mod, name, is_param) in targets.items():
             if key not in state_dict:
                 continue
             value = state_dict[key]
             value = value.data if isinstance(value, Tensor) else np.asarray(value)
             current = mod._parameters[name].data if is_param else mod._buffers[name]
-            if value.shape != current.shape:
+            if value.dtype.kind not in "biuf":
+                not_numeric.append(f"{key}: expected a numeric array of shape "
+                                   f"{current.shape}, got dtype {value.dtype}")
+            elif value.shape != current.shape:
                 mismatched.append(f"{key}: expected shape {current.shape}, got {value.shape}")
+        if not_numeric:
+            raise TypeError(f"load_state_dict for {type(self).__name__}: "
+                            + "; ".join(not_numeric))
         if mismatched:
             raise ValueError(f"load_state_dict for {type(self).__name__}: shape mismatch for "
                              + "; ".join(mismatched))

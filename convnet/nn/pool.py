@@ -113,7 +113,7 @@ class MaxPool2d(_Pool2d):
         if is_strict_tiling():
             self.output_shape(x.shape[1:])
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                            self.return_indices, self.ceil_mode)
+                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
 class AvgPool2d(_Pool2d):

@@ -96,7 +96,7 @@ def softmax_loss_backward(dout, cache):
 def cross_entropy_index_coef(y, c, dtype, weight=None, ignore_index=-100,
                              label_smoothing=0.0):
     """Coefficients A (M, C) and the 'mean' denominator for integer labels ``y``."""
-    m = y.shape[0]
+    m, dtype = y.shape[0], np.dtype(dtype)
     keep = y != ignore_index                                      # (M,)
     y_safe = np.where(keep, y, 0)
     w = np.ones(c, dtype=dtype) if weight is None else weight.astype(dtype, copy=False)
@@ -104,7 +104,8 @@ def cross_entropy_index_coef(y, c, dtype, weight=None, ignore_index=-100,
     coef = np.zeros((m, c), dtype=dtype)
     coef[np.arange(m), y_safe] = (1 - label_smoothing) * w_y
     if label_smoothing:
-        coef += (label_smoothing / c) * keep[:, None] * w[None, :]
+        share = w * dtype.type(label_smoothing / c)                # (C,), in the logits' dtype
+        coef += np.where(keep[:, None], share[None, :], dtype.type(0))   # (M, C)
     return coef, w_y.sum()
 
 
@@ -167,7 +168,8 @@ def multi_margin_loss_backward(dout, cache):
     z, active, rows, y, w_y, p, c, reduction = cache
     m = z.shape[0]
     g = _upstream(np.asarray(dout, dtype=z.dtype), reduction, m, m)          # (M, 1)
-    dh = np.where(active, 1.0 if p == 1 else 2 * z, 0).astype(z.dtype)      # dh/dz
+    one, zero = z.dtype.type(1), z.dtype.type(0)                  # no float64 temporaries
+    dh = np.where(active, one if p == 1 else 2 * z, zero)         # dh/dz, (M, C)
     dx = g * (w_y[:, None] / c) * dh                              # (M, C): dz/dx_j = 1
     dx[rows, y] -= dx.sum(axis=1)                                 # dz/dx_y = -1 for each j
     return dx

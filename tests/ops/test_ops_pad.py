@@ -77,12 +77,12 @@ def fits(shape, pads, mode):
     return True
 
 
+# Only the combinations a mode accepts (too-wide pads are test_errors' business): filtered
+# here rather than skipped at run time, so a skip can never hide a failure.
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("shape, pads", CASES)
+@pytest.mark.parametrize("shape, pads, mode", [(s, p, m) for s, p in CASES for m in MODES
+                                               if fits(s, p, m)])
 def test_pad(shape, pads, mode, dtype, rng, torch):
-    if not fits(shape, pads, mode):
-        pytest.skip("pad too wide for this mode (tested in test_errors)")
     x = rng.standard_normal(shape).astype(dtype)
     value = 0.5 if mode == "constant" else 0.0
     xt = Tensor(x, requires_grad=True)
