@@ -133,7 +133,26 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
+        if args and self._parameters:
+            args = (self._match_dtype(args[0]),) + args[1:]
         return self.forward(*args, **kwargs)
+
+    def _match_dtype(self, x):
+        """Cast a float input to the dtype of this layer's parameters, as Keras does.
+
+        NumPy arrays are float64 by default; without this a float32 model fed such an
+        array would silently compute in float64.  The cast is recorded on the tape, so
+        the input's gradient comes back in the input's own dtype.
+        """
+        p = next((q for q in self._parameters.values() if q is not None), None)
+        if p is None or p.data.dtype.kind != "f":
+            return x
+        if isinstance(x, Tensor):
+            if x.data.dtype.kind == "f" and x.data.dtype != p.data.dtype:
+                return x.astype(p.data.dtype)
+        elif isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.dtype != p.data.dtype:
+            return Tensor(x.astype(p.data.dtype))
+        return x
 
     def output_shape(self, input_shape):
         """Per-sample output shape for a per-sample ``input_shape``, without data."""
