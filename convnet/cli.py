@@ -167,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--check-tiling", action="store_true",
                    help="check that every conv/pool window tiles its input exactly")
     s.set_defaults(func=cmd_summary)
+
+    x = sub.add_parser("export", help="export a model file to ONNX")
+    x.add_argument("model_file", metavar="MODEL", help="a convnet model file (.safetensors)")
+    x.add_argument("out", metavar="OUT", help="where to write the .onnx file")
+    x.add_argument("--input-shape", type=_shape, default=None, metavar="HxWxC",
+                   help="per-sample input (default: recorded in the model file)")
+    x.add_argument("--opset", type=_positive_int, default=17, help="ONNX opset (default 17)")
+    x.set_defaults(func=cmd_export)
     return p
 
 
@@ -348,6 +356,13 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .io.onnx import export_main
+
+    _existing_file(args.model_file, "model file")
+    return export_main(args.model_file, args.out, args.input_shape, args.opset)
+
+
 # ---- entry point -----------------------------------------------------------------
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
@@ -361,7 +376,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise CLIError("convnet: error: missing command; expected one of train, evaluate, "
-                           "predict, summary (see convnet --help)")
+                           "predict, summary, export (see convnet --help)")
         prog = f"convnet {args.command}"
         return int(args.func(args) or 0)
     except CLIError as exc:
