@@ -10,16 +10,32 @@ Notation:
 
     OH = floor((H + p_top + p_bottom - d_h (KH - 1) - 1) / s_h) + 1   (ops.shape)
 
-Algorithm: im2col.  A strided view lists, for every output pixel, the KH x KW x C
-window it reads; one copy makes that a (N*OH*OW, KH*KW*C) matrix and one BLAS matmul
-with the (KH*KW*C, F) weight gives the output.  Backward is two more matmuls plus a
-col2im scatter that loops over the KH*KW kernel taps (never over pixels or images).
+Algorithms.  ``conv2d_forward`` asks ``ops.algo`` which algorithm suits the shape
+(cached per shape; ``algo.force`` overrides it) and the cache it returns remembers
+the choice, so ``conv2d_backward`` runs the matching backward:
+    im2col     blocked im2col + GEMM (``ops.im2col``); the only one for groups > 1
+    gemm1x1    1x1 kernels: one GEMM on the (N*H*W, C) pixel matrix
+    winograd2  Winograd F(2x2,3x3), winograd4  F(4x4,3x3) (``ops.winograd``)
+Every algorithm computes in the inputs' dtype (float32 stays float32).
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from . import algo, winograd
+from .im2col import (
+    col2im,
+    conv1x1_backward,
+    conv1x1_forward,
+    gemm_conv,
+    input_grad_stride1,
+    input_grad_strided,
+    weight_grad,
+    windows,
+)
 
 
 def pad_nhwc(x: np.ndarray, pads) -> np.ndarray:
@@ -39,86 +55,147 @@ def unpad_nhwc(dx_pad: np.ndarray, pads) -> np.ndarray:
 def windows2d(x_pad: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
               out_h: int, out_w: int) -> np.ndarray:
     """Read-only strided view of every KH x KW window: (N, OH, OW, KH, KW, C)."""
-    n, _, _, c = x_pad.shape
-    s_n, s_h, s_w, s_c = x_pad.strides
-    return as_strided(x_pad, shape=(n, out_h, out_w, kh, kw, c),
-                      strides=(s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c),
-                      writeable=False)
+    return windows(x_pad, kh, kw, sh, sw, dh, dw, out_h, out_w)
 
 
 def col2im2d(dcols: np.ndarray, padded_shape, sh: int, sw: int, dh: int, dw: int) -> np.ndarray:
     """Scatter-add window gradients (N, OH, OW, KH, KW, C) back onto the padded input."""
-    n, out_h, out_w, kh, kw, c = dcols.shape
-    dx_pad = np.zeros(padded_shape, dtype=dcols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            # Tap (i, j) of output pixel (oh, ow) reads input (oh*sh + i*dh, ow*sw + j*dw).
-            dx_pad[:, i * dh:i * dh + sh * (out_h - 1) + 1:sh,
-                   j * dw:j * dw + sw * (out_w - 1) + 1:sw, :] += dcols[:, :, :, i, j, :]
-    return dx_pad
+    return col2im(dcols, padded_shape, sh, sw, dh, dw)
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
-    """Returns ``(out, cache)``; ``out`` is (N, OH, OW, F)."""
+def algorithm_of(cache) -> str:
+    """The algorithm that ran the forward pass which produced ``cache``."""
+    return cache[0]
+
+
+# ---- im2col (every conv) ---------------------------------------------------
+
+def _im2col_forward(x, w, b, stride, pads, dilation, groups):
     n, h, wd, c = x.shape
     kh, kw, cg, f = w.shape
-    sh, sw = stride
-    dh, dw = dilation
-    g = groups
+    (sh, sw), (dh, dw) = stride, dilation
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
     out_h = (x_pad.shape[1] - dh * (kh - 1) - 1) // sh + 1
     out_w = (x_pad.shape[2] - dw * (kw - 1) - 1) // sw + 1
-    win = windows2d(x_pad, kh, kw, sh, sw, dh, dw, out_h, out_w)   # (N, OH, OW, KH, KW, C)
-    m, k = n * out_h * out_w, kh * kw * cg
-    if g == 1:
-        cols = win.reshape(m, k)                                   # (M, K) one copy
-        out = cols @ w.reshape(k, f)                               # mk,kf -> mf
+    if groups == 1:
+        out = gemm_conv(x_pad, w, stride, dilation, out_h, out_w)  # (N, OH, OW, F)
+        cols = None
     else:
-        fg = f // g
+        g, fg = groups, f // groups
+        win = windows(x_pad, kh, kw, sh, sw, dh, dw, out_h, out_w)  # (N, OH, OW, KH, KW, C)
+        m, k = n * out_h * out_w, kh * kw * cg
         cols = (win.reshape(n, out_h, out_w, kh, kw, g, cg)
                 .transpose(5, 0, 1, 2, 3, 4, 6).reshape(g, m, k))  # (G, M, K)
         wg = (w.reshape(kh, kw, cg, g, fg)
               .transpose(3, 0, 1, 2, 4).reshape(g, k, fg))         # (G, K, F/G)
-        out = (cols @ wg).transpose(1, 0, 2).reshape(m, f)         # gmk,gkf -> m(gf)
+        out = (cols @ wg).transpose(1, 0, 2).reshape(n, out_h, out_w, f)  # gmk,gkf -> m(gf)
     if b is not None:
         out += b
-    out = out.reshape(n, out_h, out_w, f)                          # (N, OH, OW, F)
-    cache = (cols, w, x_pad.shape, x.shape, stride, pads, dilation, g, b is not None)
-    return out, cache
+    # groups == 1 keeps the input, not the columns: backward rebuilds them block by block.
+    return out, (x, cols, w, stride, pads, dilation, groups, b is not None)
+
+
+def _im2col_backward(dout, cache, need):
+    x, cols, w, stride, pads, dilation, g, has_bias = cache
+    kh, kw, cg, f = w.shape
+    n, out_h, out_w, _ = dout.shape
+    dout = np.asarray(dout)
+    dx = dw = db = None
+    if has_bias and need[2]:
+        db = dout.reshape(-1, f).sum(axis=0)                       # (F,)
+    if g == 1:
+        if need[1]:
+            dw = weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation)
+        if need[0]:
+            if tuple(stride) == (1, 1) and f <= cg:
+                # The full correlation copies (N*H*W, KH*KW*F) windows of dout; the col2im
+                # route makes (N*OH*OW, KH*KW*C) columns: take the smaller.
+                dx = input_grad_stride1(dout, w, x.shape[1:3], pads, dilation)  # (N, H, W, C)
+            else:
+                padded = (n, x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
+                dx = unpad_nhwc(input_grad_strided(dout, w, padded, stride, dilation), pads)
+        return dx, dw, db
+    m, k, fg = n * out_h * out_w, kh * kw * cg, f // g
+    dout_g = dout.reshape(m, g, fg).transpose(1, 0, 2)             # (G, M, F/G)
+    if need[1]:
+        dwg = cols.transpose(0, 2, 1) @ dout_g                     # gkm,gmf -> gkf
+        dw = (dwg.reshape(g, kh, kw, cg, fg)
+              .transpose(1, 2, 3, 0, 4).reshape(w.shape))          # (KH, KW, C/G, F)
+    if need[0]:
+        wg = w.reshape(kh, kw, cg, g, fg).transpose(3, 0, 1, 2, 4).reshape(g, k, fg)
+        dcols = dout_g @ wg.transpose(0, 2, 1)                     # gmf,gfk -> gmk
+        dcols = (dcols.reshape(g, n, out_h, out_w, kh, kw, cg)
+                 .transpose(1, 2, 3, 4, 5, 0, 6)
+                 .reshape(n, out_h, out_w, kh, kw, g * cg))        # (N, OH, OW, KH, KW, C)
+        padded = (n, x.shape[1] + sum(pads[0]), x.shape[2] + sum(pads[1]), x.shape[3])
+        dx = unpad_nhwc(col2im(dcols, padded, *stride, *dilation), pads)  # (N, H, W, C)
+    return dx, dw, db
+
+
+# ---- 1x1 and Winograd --------------------------------------------------------
+
+def _gemm1x1_forward(x, w, b, stride, pads, dilation, groups):
+    out, x_sub = conv1x1_forward(x, w, stride)                     # (N, OH, OW, F)
+    if b is not None:
+        out += b
+    return out, (x_sub, w, x.shape, stride, b is not None)
+
+
+def _gemm1x1_backward(dout, cache, need):
+    x_sub, w, x_shape, stride, has_bias = cache
+    db = dout.reshape(-1, w.shape[3]).sum(axis=0) if has_bias and need[2] else None
+    dx, dw = conv1x1_backward(dout, x_sub, w, x_shape, stride, need)
+    return dx, dw, db
+
+
+def _winograd_forward(m):
+    def forward(x, w, b, stride, pads, dilation, groups):
+        return winograd.winograd_forward(x, w, b, pads, m)
+    return forward
+
+
+_FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
+            "winograd2": _winograd_forward(2), "winograd4": _winograd_forward(4)}
+_BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
+             "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward}
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
+    """Returns ``(out, cache)``; ``out`` is (N, OH, OW, F)."""
+    stride, dilation = tuple(stride), tuple(dilation)
+    pads = tuple(tuple(p) for p in pads)
+    args = (x, w, b, stride, pads, dilation, groups)
+
+    def timer(name):
+        t0 = time.perf_counter()
+        _FORWARD[name](*args)
+        return time.perf_counter() - t0
+
+    name = algo.choose(x.shape, w.shape, stride, pads, dilation, groups,
+                       np.result_type(x.dtype, w.dtype), timer)
+    out, inner = _FORWARD[name](*args)
+    return out, (name, inner)
 
 
 def conv2d_backward(dout, cache, need=(True, True, True)):
     """Returns ``(dx, dw, db)``; entries not in ``need`` are None."""
-    cols, w, padded_shape, x_shape, (sh, sw), pads, (dh, dw_), g, has_bias = cache
-    kh, kw, cg, f = w.shape
-    n, out_h, out_w, _ = dout.shape
-    m, k = n * out_h * out_w, kh * kw * cg
-    dout2 = dout.reshape(m, f)                                     # (M, F)
-    dx = dw = db = None
-    if has_bias and need[2]:
-        db = dout2.sum(axis=0)                                     # (F,)
-    if g == 1:
-        if need[1]:
-            dw = (cols.T @ dout2).reshape(w.shape)                 # km,mf -> kf
-        if need[0]:
-            dcols = dout2 @ w.reshape(k, f).T                      # mf,fk -> mk
-            dcols = dcols.reshape(n, out_h, out_w, kh, kw, cg)
-    else:
-        fg = f // g
-        dout_g = dout2.reshape(m, g, fg).transpose(1, 0, 2)        # (G, M, F/G)
-        if need[1]:
-            dwg = cols.transpose(0, 2, 1) @ dout_g                 # gkm,gmf -> gkf
-            dw = (dwg.reshape(g, kh, kw, cg, fg)
-                  .transpose(1, 2, 3, 0, 4).reshape(w.shape))      # (KH, KW, C/G, F)
-        if need[0]:
-            wg = w.reshape(kh, kw, cg, g, fg).transpose(3, 0, 1, 2, 4).reshape(g, k, fg)
-            dcols = dout_g @ wg.transpose(0, 2, 1)                 # gmf,gfk -> gmk
-            dcols = (dcols.reshape(g, n, out_h, out_w, kh, kw, cg)
-                     .transpose(1, 2, 3, 4, 5, 0, 6)
-                     .reshape(n, out_h, out_w, kh, kw, g * cg))    # (N, OH, OW, KH, KW, C)
-    if need[0]:
-        dx_pad = col2im2d(dcols, padded_shape, sh, sw, dh, dw_)    # (N, Hp, Wp, C)
-        dx = unpad_nhwc(dx_pad, pads)                              # (N, H, W, C)
-        if dx.shape != tuple(x_shape):
-            raise AssertionError(f"conv2d backward: dx {dx.shape} != x {x_shape}")
-    return dx, dw, db
+    name, inner = cache
+    return _BACKWARD[name](dout, inner, tuple(need))
+
+
+# ---- fused conv + bias + ReLU ------------------------------------------------
+
+def conv2d_relu_forward(x, w, b, stride, pads, dilation, groups=1):
+    """relu(conv2d(x, w) + b) as one op: the ReLU runs in place on the conv's output, so
+    a Conv2d -> ReLU pair keeps one (N, OH, OW, F) array instead of two and makes one
+    fewer pass over it.  Returns ``(out, cache)``."""
+    out, cache = conv2d_forward(x, w, b, stride, pads, dilation, groups)
+    np.maximum(out, 0, out=out)                                    # NaN stays NaN
+    return out, (cache, out)
+
+
+def conv2d_relu_backward(dout, cache, need=(True, True, True)):
+    """Returns ``(dx, dw, db)``: the conv's backward of ``dout`` masked where out <= 0."""
+    conv_cache, out = cache
+    masked = np.where(out <= 0, dout.dtype.type(0), dout)          # torch's rule: 0 at out <= 0
+    return conv2d_backward(masked, conv_cache, need)

@@ -1,0 +1,176 @@
+"""Shared pieces of the harness: timing, the sgemm roof, FLOP counts, rows and tables.
+
+Every figure is the median of ``repeats`` timed calls after ``warmup`` untimed ones.
+A row's ``ratio`` always reads "convnet's advantage": above 1 means convnet is better
+(more images/s, lower latency, fewer bytes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import time
+
+import numpy as np
+
+from . import THREADS
+
+
+@dataclasses.dataclass
+class Settings:
+    """How hard to measure.  ``quick`` keeps the whole run under 90 s; ``smoke`` is the
+    tiny mode the tests use to check that a well-formed table comes out."""
+    warmup: int = 2
+    repeats: int = 7
+    quick: bool = False
+    smoke: bool = False
+
+    @classmethod
+    def make(cls, quick: bool = False, smoke: bool = False) -> Settings:
+        if smoke:
+            return cls(warmup=1, repeats=1, quick=True, smoke=True)
+        if quick:
+            return cls(warmup=1, repeats=3, quick=True)
+        return cls()
+
+
+@dataclasses.dataclass
+class Row:
+    id: str
+    workload: str
+    unit: str                       # what the convnet/torch figures measure
+    convnet: float | None = None
+    torch: float | None = None
+    better: str = "higher"          # "higher" (throughput) or "lower" (latency, bytes)
+    target: float | None = None     # wanted ratio (convnet's advantage)
+    convnet_gflops: float | None = None
+    torch_gflops: float | None = None
+    roof_gflops: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.convnet is None or self.torch is None or not self.convnet or not self.torch:
+            return None
+        return self.convnet / self.torch if self.better == "higher" else self.torch / self.convnet
+
+    @property
+    def roof_frac(self) -> float | None:
+        if self.convnet_gflops is None or not self.roof_gflops:
+            return None
+        return self.convnet_gflops / self.roof_gflops
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the issue's target is met (reported, never asserted).  W4 rows compare
+        against the sgemm roof, the others against the ratio."""
+        if self.id.startswith("W4") and self.roof_frac is not None:
+            return self.roof_frac >= 1.0
+        if self.target is None or self.ratio is None:
+            return None
+        return self.ratio >= self.target
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(ratio=self.ratio, roof_frac=self.roof_frac, met=self.met)
+        return d
+
+
+def na_row(id_: str, workload: str, unit: str, why: str, **kw) -> Row:
+    """A row that could not be measured, with the reason in its note."""
+    return Row(id_, workload, unit, note=f"n/a: {why}", **kw)
+
+
+def timeit(fn, warmup: int, repeats: int) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(repeats, 1)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def sgemm_roof(settings: Settings) -> float:
+    """GFLOP/s of one large float32 BLAS matmul through NumPy -- the roof."""
+    n = 512 if settings.smoke else 2048
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    sec = timeit(lambda: np.matmul(a, b, out=out), 2, max(settings.repeats, 5))
+    return 2.0 * n ** 3 / sec / 1e9
+
+
+def conv_flops(n, h, w, c, f, k=3, stride=1, pad=1) -> float:
+    """Direct-convolution FLOPs of one forward pass (2 per multiply-add)."""
+    oh = (h + 2 * pad - k) // stride + 1
+    ow = (w + 2 * pad - k) // stride + 1
+    return 2.0 * n * oh * ow * k * k * c * f
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_info(roof: float) -> dict:
+    import torch
+    info = {"cpu": cpu_model(), "date": datetime.date.today().isoformat(),
+            "threads": THREADS, "python": platform.python_version(),
+            "numpy": np.__version__, "torch": torch.__version__,
+            "sgemm_gflops": roof}
+    try:
+        import onnxruntime
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    return info
+
+
+def _fmt(v, unit="") -> str:
+    if v is None:
+        return "n/a"
+    if unit == "bytes":
+        return f"{v / 2 ** 20:.0f} MiB"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def markdown_table(rows: list[Row], info: dict) -> str:
+    head = (f"CPU: {info['cpu']}; {info['threads']} threads; {info['date']}; "
+            f"numpy {info['numpy']}, torch {info['torch']}, onnxruntime "
+            f"{info['onnxruntime'] or 'not installed'}; sgemm roof "
+            f"{info['sgemm_gflops']:.0f} GFLOP/s (measured in this run).\n\n")
+    lines = ["| id | workload | unit | convnet | torch | ratio | target | met | "
+             "convnet GFLOP/s (% roof) | torch GFLOP/s | note |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    for r in rows:
+        if r.id.startswith("W4"):
+            target = "≥ 1.0× roof"
+        else:
+            target = "report" if r.target is None else f"≥ {r.target:g}×"
+        met = {True: "yes", False: "no", None: "—"}[r.met]
+        gf = "" if r.convnet_gflops is None else (
+            f"{r.convnet_gflops:.0f} ({100 * r.roof_frac:.0f}%)" if r.roof_frac is not None
+            else f"{r.convnet_gflops:.0f}")
+        tgf = "" if r.torch_gflops is None else f"{r.torch_gflops:.0f}"
+        ratio = "n/a" if r.ratio is None else f"{r.ratio:.2f}×"
+        lines.append(f"| {r.id} | {r.workload} | {r.unit} | {_fmt(r.convnet, r.unit)} | "
+                     f"{_fmt(r.torch, r.unit)} | {ratio} | {target} | {met} | {gf} | {tgf} | "
+                     f"{r.note} |")
+    foot = ("\nratio = convnet's advantage (images/s ÷ torch's; torch's latency or bytes ÷ "
+            "convnet's): above 1 means convnet is better.\n")
+    return head + "\n".join(lines) + "\n" + foot

@@ -1,0 +1,279 @@
+"""Which algorithm runs a 2-D convolution: chosen per shape and cached, like cuDNN's.
+
+Algorithms (see ``ops.im2col`` and ``ops.winograd``):
+    "im2col"     blocked im2col + GEMM; runs every conv (groups, stride, dilation, padding)
+    "gemm1x1"    1x1 kernel without padding: one GEMM on the pixel matrix
+    "winograd2"  Winograd F(2x2,3x3): 3x3, stride 1, dilation 1, groups 1
+    "winograd4"  Winograd F(4x4,3x3): same shapes, 4x fewer multiplies than direct
+
+``choose`` looks the shape up in a cache; on a miss it asks ``heuristic`` (rules
+fitted to measurements on a 2-core AVX-512 Xeon, see benchmarks/RESULTS.md) or, under
+``benchmark(True)``, times every applicable algorithm once on the real arguments, as
+``torch.backends.cudnn.benchmark`` does.  ``force(name)`` overrides the choice inside a
+block -- the tests use it to run every oracle test through every algorithm.  A forced
+algorithm that cannot run a shape falls back to "im2col".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4")
+
+_local = threading.local()
+_cache: dict = {}
+_settings = {"benchmark": False}
+
+
+@contextlib.contextmanager
+def force(name: str | None):
+    """Run every conv2d inside the block with algorithm ``name`` (None or "auto": choose)."""
+    if name == "auto":
+        name = None
+    if name is not None and name not in ALGORITHMS:
+        raise ValueError(f"conv algorithm must be one of {ALGORITHMS} or 'auto', got {name!r}")
+    prev = getattr(_local, "forced", None)
+    _local.forced = name
+    try:
+        yield
+    finally:
+        _local.forced = prev
+
+
+def forced() -> str | None:
+    return getattr(_local, "forced", None)
+
+
+@contextlib.contextmanager
+def benchmark(enabled: bool = True):
+    """Inside the block, a new shape times every applicable algorithm once and caches
+    the fastest (the choice outlives the block)."""
+    prev = _settings["benchmark"]
+    _settings["benchmark"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _settings["benchmark"] = prev
+
+
+def benchmarking() -> bool:
+    return _settings["benchmark"]
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def cache_info() -> dict:
+    """A copy of the per-shape choices: {shape key: algorithm}."""
+    return dict(_cache)
+
+
+def shape_key(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> tuple:
+    return (tuple(x_shape), tuple(w_shape), tuple(stride),
+            tuple(tuple(p) for p in pads), tuple(dilation), int(groups), str(dtype))
+
+
+def applicable(name, x_shape, w_shape, stride, pads, dilation, groups) -> bool:
+    """Whether ``name`` can run this conv (any conv can run as "im2col")."""
+    kh, kw = w_shape[:2]
+    if name == "im2col":
+        return True
+    if name == "gemm1x1":
+        return (kh, kw) == (1, 1) and groups == 1 and all(p == (0, 0) for p in
+                                                          (tuple(q) for q in pads))
+    if name in ("winograd2", "winograd4"):
+        return ((kh, kw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+                and groups == 1)
+    raise ValueError(f"unknown conv algorithm {name!r}")
+
+
+def candidates(x_shape, w_shape, stride, pads, dilation, groups) -> list[str]:
+    return [a for a in ALGORITHMS
+            if applicable(a, x_shape, w_shape, stride, pads, dilation, groups)]
+
+
+def heuristic(x_shape, w_shape, stride, pads, dilation, groups) -> str:
+    """The default choice, from measured crossovers (no timing at run time)."""
+    if applicable("gemm1x1", x_shape, w_shape, stride, pads, dilation, groups):
+        return "gemm1x1"
+    if not applicable("winograd4", x_shape, w_shape, stride, pads, dilation, groups):
+        return "im2col"
+    n, h, w, c = x_shape
+    f = w_shape[3]
+    (pt, pb), (pl, pr) = pads
+    out_h, out_w = h + pt + pb - 2, w + pl + pr - 2
+    pixels = n * out_h * out_w
+    if c < 16 or f < 16 or pixels < 64:
+        return "im2col"            # transforms cost more than they save on thin layers
+    # Winograd's weight transform and its a*a GEMMs re-read (a*a) x C x F weights; with
+    # few output pixels per weight, im2col's single GEMM over 9 C F weights wins.
+    # Crossovers measured (forward + backward, float32) on VGG/CIFAR layer shapes:
+    # 14x14x512 (0.4 pixels per channel) im2col, 28x28x256..512 (1.5-3) F(2x2),
+    # everything wider in pixels F(4x4).
+    per_channel = pixels / min(c, f)
+    if per_channel < 0.75:
+        return "im2col"
+    if per_channel < 4:
+        return "winograd2"
+    return "winograd4"
+
+
+def choose(x_shape, w_shape, stride, pads, dilation, groups, dtype, timer=None) -> str:
+    """The algorithm for this conv: forced, cached, timed (``benchmark``) or heuristic.
+
+    ``timer(name) -> seconds`` runs one candidate; it is used only in benchmark mode."""
+    name = forced()
+    if name is not None:
+        return name if applicable(name, x_shape, w_shape, stride, pads, dilation,
+                                  groups) else "im2col"
+    key = shape_key(x_shape, w_shape, stride, pads, dilation, groups, dtype)
+    name = _cache.get(key)
+    if name is None:
+        cands = candidates(x_shape, w_shape, stride, pads, dilation, groups)
+        if _settings["benchmark"] and timer is not None and len(cands) > 1:
+            name = min(cands, key=timer)
+        else:
+            name = heuristic(x_shape, w_shape, stride, pads, dilation, groups)
+        _cache[key] = name
+    return name
+
+
+# ---- execution: independent blocks on parallel threads ----------------------
+#
+# NumPy's copies and elementwise ufuncs run on one core, while the BLAS spreads each
+# matmul over its own threads.  The conv algorithms cut their work into independent
+# blocks (im2col row bands, Winograd tile blocks); ``run_blocks`` hands the blocks to
+# a pool of ``num_threads()`` Python threads and sets the BLAS to one thread meanwhile,
+# so copies, transforms and GEMMs all run on every core (NumPy releases the GIL inside
+# each of them).  Each block is computed whole by one thread and results are combined
+# in block order, so outputs do not depend on scheduling.
+
+_exec = {"threads": None, "pool": None, "blas": None, "depth": 0, "saved": None}
+_exec_lock = threading.Lock()
+
+
+def _openblas_handles():
+    """ctypes (set, get) pairs for every OpenBLAS loaded in this process (Linux)."""
+    handles = []
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower()
+                     and line.split()[-1].startswith("/")}
+    except OSError:
+        return handles
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""),
+                               ("openblas", ""), ("openblas", "64_")):
+            setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype = [ctypes.c_int], None
+                getter.argtypes, getter.restype = [], ctypes.c_int
+                handles.append((setter, getter))
+                break
+    return handles
+
+
+def _blas():
+    if _exec["blas"] is None:
+        import numpy  # noqa: F401  (loads the BLAS whose threads are controlled)
+        _exec["blas"] = _openblas_handles()
+    return _exec["blas"]
+
+
+def num_threads() -> int:
+    """Threads the conv algorithms use: ``set_num_threads``, else the BLAS's own count
+    (``OPENBLAS_NUM_THREADS``), else ``os.cpu_count()``."""
+    if _exec["threads"] is None:
+        blas = _blas()
+        n = blas[0][1]() if blas else int(os.environ.get("OMP_NUM_THREADS", 0) or 0)
+        _exec["threads"] = max(1, n or os.cpu_count() or 1)
+    return _exec["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for conv blocks (1: blocks run in turn, each BLAS call threaded)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected an int >= 1, got {n!r}")
+    with _exec_lock:
+        _exec["threads"] = n
+        if _exec["pool"] is not None:
+            _exec["pool"].shutdown(wait=False)
+        _exec["pool"] = None
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    blas = _blas()
+    with _exec_lock:
+        if _exec["depth"] == 0:
+            _exec["saved"] = [get() for _, get in blas]
+            for set_, _ in blas:
+                set_(1)
+        _exec["depth"] += 1
+    try:
+        yield
+    finally:
+        with _exec_lock:
+            _exec["depth"] -= 1
+            if _exec["depth"] == 0:
+                for (set_, _), n in zip(blas, _exec["saved"]):
+                    set_(n)
+
+
+def run_blocks(fn, blocks) -> list:
+    """``[fn(b) for b in blocks]``, spread over ``num_threads()`` threads when that helps.
+
+    Blocks must be independent (disjoint outputs).  With one thread, one block, no
+    controllable BLAS, or when called from inside a worker, they run in turn."""
+    blocks = list(blocks)
+    n = num_threads()
+    if n < 2 or len(blocks) < 2 or not _blas() or getattr(_local, "in_worker", False):
+        return [fn(b) for b in blocks]
+    with _exec_lock:
+        if _exec["pool"] is None:
+            _exec["pool"] = ThreadPoolExecutor(n, thread_name_prefix="convnet-conv")
+        pool = _exec["pool"]
+
+    def work(b):
+        _local.in_worker = True
+        return fn(b)
+
+    with _single_threaded_blas():
+        return list(pool.map(work, blocks))
+
+
+def run_reduce(fn, blocks, shape, dtype):
+    """The sum of ``fn(b)`` over ``blocks``, in parallel; ``fn`` may return a scratch
+    array (used at once) or None.
+
+    The blocks are dealt in order into one contiguous lane per thread; each lane adds its
+    results into an accumulator made here, on the calling thread, and the lanes are added
+    in order.  So no partial result outlives its block, worker threads allocate nothing,
+    and for a given thread count the rounding -- the result, bit for bit -- never changes."""
+    import numpy as np
+    blocks = list(blocks)
+    k = max(1, min(num_threads(), len(blocks)))
+    lanes = [blocks[i * len(blocks) // k:(i + 1) * len(blocks) // k] for i in range(k)]
+    accs = [np.zeros(shape, dtype) for _ in lanes]
+
+    def lane(i):
+        for b in lanes[i]:
+            part = fn(b)
+            if part is not None:
+                accs[i] += part
+
+    run_blocks(lane, range(k))
+    total = accs[0]
+    for acc in accs[1:]:
+        total += acc
+    return total

@@ -1,0 +1,204 @@
+"""Convolution by im2col + GEMM, blocked so the column matrix never exists in full.
+
+Notation (NHWC / HWIO, as in ``ops.conv``):
+    x (N, H, W, C)   w (KH, KW, C, F)   out (N, OH, OW, F)   K = KH*KW*C,  M = N*OH*OW
+
+Forward: a strided view lists each output pixel's KH x KW x C window; block by block
+(a few images, or a few output rows of one large image, about ``BLOCK_BYTES`` of
+columns) one copy turns the view into a (M_b, K) matrix in a reused scratch buffer and
+one BLAS matmul writes (M_b, F) straight into the output:
+
+    out[m, f] = sum_k cols[m, k] w[k, f]                            # mk,kf -> mf
+
+The blocks stay in cache and the full (M, K) matrix -- KH*KW times the input -- is
+never allocated, which also keeps training memory at the input's size: backward
+recomputes the columns block by block from the saved padded input.
+
+Backward:
+    dW = sum over blocks of cols_b^T @ dout_b                       # km,mf -> kf
+    dX, stride 1: a full correlation of the zero-padded dout with the kernel flipped
+         in space and transposed in channels -- the forward algorithm again, with no
+         col2im scatter:  dx[y, x, c] = sum_{i,j,f} dpad[y+i d, x+j d, f] w[KH-1-i, KW-1-j, c, f]
+    dX, stride > 1: dcols = dout @ w^T, then the col2im scatter over the KH*KW taps.
+    1x1 convolutions without padding are a plain GEMM on the (M, C) pixel matrix.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .algo import run_blocks, run_reduce
+
+BLOCK_BYTES = 2 << 20     # target size of one block of columns
+
+_local = threading.local()
+
+
+def scratch(tag: str, shape, dtype) -> np.ndarray:
+    """A reused, uninitialised buffer of ``shape`` (one per tag, dtype and thread)."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    size = int(np.prod(shape))
+    key = (tag, np.dtype(dtype).str)
+    buf = pool.get(key)
+    if buf is None or buf.size < size:
+        buf = pool[key] = np.empty(max(size, 1), dtype)
+    return buf[:size].reshape(shape)
+
+
+def release_scratch() -> None:
+    """Free this thread's scratch buffers."""
+    _local.pool = {}
+
+
+def windows(x_pad, kh, kw, sh, sw, dh, dw, out_h, out_w) -> np.ndarray:
+    """Read-only strided view of every KH x KW window: (N, OH, OW, KH, KW, C)."""
+    n, _, _, c = x_pad.shape
+    s_n, s_h, s_w, s_c = x_pad.strides
+    return as_strided(x_pad, shape=(n, out_h, out_w, kh, kw, c),
+                      strides=(s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c),
+                      writeable=False)
+
+
+def blocks(n: int, out_h: int, row_bytes: int, weight_bytes: int = 0):
+    """Yield (image slice, output-row slice) blocks of about ``BLOCK_BYTES`` of columns.
+
+    Whole images are grouped while one image fits in a block; a larger image is split
+    into bands of output rows (the loop then runs over images, each a large block).
+    Every block's GEMM re-reads the weights, so a block holds at least four times the
+    weights' bytes of columns (wide layers at small spatial size stay one block, whose
+    GEMM the BLAS threads share).
+    """
+    target = max(BLOCK_BYTES, 4 * weight_bytes)
+    img_bytes = row_bytes * out_h
+    if img_bytes <= target:
+        step = max(1, target // max(img_bytes, 1))
+        for i in range(0, n, step):
+            yield slice(i, min(n, i + step)), slice(0, out_h)
+        return
+    rows = max(1, target // max(row_bytes, 1))
+    for i in range(n):
+        for r in range(0, out_h, rows):
+            yield slice(i, i + 1), slice(r, min(out_h, r + rows))
+
+
+def gemm_conv(x_pad, w, stride, dilation, out_h, out_w, out=None) -> np.ndarray:
+    """(N, OH, OW, F) = windows of ``x_pad`` (no further padding) times ``w``, blocked."""
+    n = x_pad.shape[0]
+    kh, kw, c, f = w.shape
+    k = kh * kw * c
+    dtype = np.result_type(x_pad.dtype, w.dtype)
+    w2 = np.ascontiguousarray(w.reshape(k, f), dtype=dtype)              # (K, F)
+    if out is None:
+        out = np.empty((n, out_h, out_w, f), dtype)                      # (N, OH, OW, F)
+    win = windows(x_pad, kh, kw, *stride, *dilation, out_h, out_w)       # (N, OH, OW, KH, KW, C)
+
+    def block(b):
+        src = win[b]                                                     # (Nb, Rb, OW, KH, KW, C)
+        rows = src.shape[0] * src.shape[1] * out_w
+        cols = scratch("cols", src.shape, dtype)
+        np.copyto(cols, src)                                             # the one copy
+        np.matmul(cols.reshape(rows, k), w2, out=out[b].reshape(rows, f))  # mk,kf -> mf
+
+    run_blocks(block, blocks(n, out_h, out_w * k * dtype.itemsize, w2.nbytes))
+    return out
+
+
+def weight_grad(x_pad, dout, w_shape, stride, dilation) -> np.ndarray:
+    """dW = sum over blocks of cols_b^T @ dout_b, columns recomputed from ``x_pad``."""
+    n, out_h, out_w, f = dout.shape
+    kh, kw, c, _ = w_shape
+    k = kh * kw * c
+    dtype = np.result_type(x_pad.dtype, dout.dtype)
+    win = windows(x_pad, kh, kw, *stride, *dilation, out_h, out_w)       # (N, OH, OW, KH, KW, C)
+
+    def block(b):
+        src = win[b]
+        rows = src.shape[0] * src.shape[1] * out_w
+        cols = scratch("cols", src.shape, dtype)
+        np.copyto(cols, src)
+        part = scratch("dw", (k, f), dtype)
+        np.matmul(cols.reshape(rows, k).T, dout[b].reshape(rows, f), out=part)  # km,mf -> kf
+        return part
+
+    dw = run_reduce(block, blocks(n, out_h, out_w * k * dtype.itemsize, k * f * dtype.itemsize),
+                    (k, f), dtype)
+    return dw.reshape(w_shape)                                           # (KH, KW, C, F)
+
+
+def pad_or_crop(a, pads):
+    """Zero-pad (positive) or crop (negative) the two spatial axes of an NHWC array."""
+    crop = tuple(slice(max(-lo, 0), a.shape[i + 1] - max(-hi, 0))
+                 for i, (lo, hi) in enumerate(pads))
+    a = a[(slice(None), *crop)]
+    grow = tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads)
+    if any(lo or hi for lo, hi in grow):
+        a = np.pad(a, ((0, 0), *grow, (0, 0)))
+    return a
+
+
+def input_grad_stride1(dout, w, x_hw, pads, dilation) -> np.ndarray:
+    """dX of a stride-1 conv as a full correlation with the flipped, transposed kernel."""
+    kh, kw, _, _ = w.shape
+    (dh, dw_), (h, wd) = dilation, x_hw
+    (pt, pb), (pl, pr) = pads
+    eh, ew = dh * (kh - 1), dw_ * (kw - 1)
+    # dx[y] = dx_pad[y + pt]; dx_pad needs dout padded by (KH-1)*d on both sides.
+    dpad = pad_or_crop(dout, ((eh - pt, eh - pb), (ew - pl, ew - pr)))  # (N, H+eh, W+ew, F)
+    w_flip = w[::-1, ::-1].transpose(0, 1, 3, 2)                         # (KH, KW, F, C)
+    return gemm_conv(dpad, w_flip, (1, 1), dilation, h, wd)              # (N, H, W, C)
+
+
+def col2im(dcols, padded_shape, sh, sw, dh, dw) -> np.ndarray:
+    """Scatter-add window gradients (N, OH, OW, KH, KW, C) onto the padded input."""
+    n, out_h, out_w, kh, kw, c = dcols.shape
+    dx_pad = np.zeros(padded_shape, dtype=dcols.dtype)                   # (N, Hp, Wp, C)
+    for i in range(kh):
+        for j in range(kw):
+            # Tap (i, j) of output pixel (oh, ow) reads input (oh*sh + i*dh, ow*sw + j*dw).
+            dx_pad[:, i * dh:i * dh + sh * (out_h - 1) + 1:sh,
+                   j * dw:j * dw + sw * (out_w - 1) + 1:sw, :] += dcols[:, :, :, i, j, :]
+    return dx_pad
+
+
+def input_grad_strided(dout, w, padded_shape, stride, dilation) -> np.ndarray:
+    """dX (padded) of a strided conv: dcols = dout @ w^T, then col2im."""
+    n, out_h, out_w, f = dout.shape
+    kh, kw, c, _ = w.shape
+    m, k = n * out_h * out_w, kh * kw * c
+    dcols = dout.reshape(m, f) @ w.reshape(k, f).T                       # mf,fk -> mk
+    return col2im(dcols.reshape(n, out_h, out_w, kh, kw, c), padded_shape,
+                  *stride, *dilation)                                    # (N, Hp, Wp, C)
+
+
+# ---- 1x1 convolutions: a plain GEMM ---------------------------------------
+
+def conv1x1_forward(x, w, stride):
+    """1x1 kernel, no padding: (N*OH*OW, C) @ (C, F).  Returns (out, x_sub)."""
+    sh, sw = stride
+    x_sub = x if (sh, sw) == (1, 1) else x[:, ::sh, ::sw]                # (N, OH, OW, C)
+    n, out_h, out_w, c = x_sub.shape
+    f = w.shape[3]
+    out = x_sub.reshape(-1, c) @ w.reshape(c, f)                         # mc,cf -> mf
+    return out.reshape(n, out_h, out_w, f), x_sub
+
+
+def conv1x1_backward(dout, x_sub, w, x_shape, stride, need):
+    n, out_h, out_w, f = dout.shape
+    c = w.shape[2]
+    dout2 = dout.reshape(-1, f)                                          # (M, F)
+    dx = dw = None
+    if need[1]:
+        dw = (x_sub.reshape(-1, c).T @ dout2).reshape(w.shape)           # cm,mf -> cf
+    if need[0]:
+        dx_sub = (dout2 @ w.reshape(c, f).T).reshape(n, out_h, out_w, c)  # mf,fc -> mc
+        if tuple(stride) == (1, 1):
+            dx = dx_sub
+        else:
+            dx = np.zeros(x_shape, dx_sub.dtype)                         # (N, H, W, C)
+            dx[:, ::stride[0], ::stride[1]] = dx_sub
+    return dx, dw

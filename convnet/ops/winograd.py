@@ -1,0 +1,343 @@
+"""Winograd F(2x2,3x3) and F(4x4,3x3) convolution (3x3 kernel, stride 1, dilation 1).
+
+Notation:
+    x (N, H, W, C)   g (3, 3, C, F)   out (N, OH, OW, F),  OH = H + p_top + p_bottom - 2
+    m     output tile size (2 or 4);  a = m + 2, the input tile size
+    P     number of tiles, N * TH * TW with TH = ceil(OH / m), TW = ceil(OW / m)
+    B, G, A   Lavin & Gray's transform matrices:  Y = A^T [ (G g G^T) . (B^T d B) ] A
+
+Algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+The input is cut into overlapping a x a tiles with stride m.  Each 2-D transform is one
+BLAS matmul over all tiles at once, with the Kronecker product of the 1-D matrices
+(kron(B^T, B^T) is a x a by a x a), applied to the tile-major layout (a*a, P*C):
+
+    V = kron(B^T, B^T) @ d          (a*a, P, C)      input transform
+    U = kron(G, G)     @ g          (a*a, C, F)      weight transform
+    M = V @ U                       (a*a, P, F)      a*a independent GEMMs (pc,cf -> pf)
+    Y = kron(A^T, A^T) @ M          (m*m, P, F)      output transform
+
+so the 3x3 conv costs a*a/(m*m*9) of the direct multiplies: 1/2.25 for F(2x2),
+1/4 for F(4x4).  The backward passes are the exact adjoints of these linear maps:
+
+    dM = kron(A, A) @ dY            (a*a, P, F)
+    dU = V^T @ dM  -> dg = kron(G^T, G^T) @ dU       (3, 3, C, F)
+    dV = dM @ U^T  -> dd = kron(B, B) @ dV, then the overlapping tiles are added back
+         onto the padded input (tiles overlap by 2 rows and 2 columns).
+
+Everything runs in blocks of images (or of tile rows of one large image) so the
+transformed tiles stay in cache; buffers are reused between calls.  The rounding
+error of F(4x4) in float32 is about 1e-6 of the output's scale (checked by the tests
+against a float64 direct conv).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .algo import run_blocks, run_reduce
+from .im2col import scratch
+
+BLOCK_BYTES = 2 << 20     # target size of one block of transformed input tiles
+
+# 1-D transforms, exact rationals (Lavin & Gray): interpolation points 0, +-1 (F2);
+# 0, +-1, +-2 and infinity (F4).
+_MATRICES = {
+    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
+        np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]]),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]])),
+    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]),
+        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                  [0, 1, -1, 8, -8, 1]])),
+}
+_KRON: dict = {}
+_ucache_lock = threading.RLock()
+
+
+def kron_matrices(m: int, dtype):
+    """(kron(B^T,B^T), kron(G,G), kron(A^T,A^T)) for F(m x m, 3x3), in ``dtype``."""
+    key = (m, np.dtype(dtype).str)
+    if key not in _KRON:
+        bt, g, at = (np.asarray(t, np.float64) for t in _MATRICES[m])
+        _KRON[key] = tuple(np.ascontiguousarray(np.kron(t, t), dtype=dtype)
+                           for t in (bt, g, at))
+    return _KRON[key]
+
+
+# ---- the weight transform, remembered while the weights stay the same ------------------
+#
+# U = kron(G, G) @ g is (a*a) / 9 times the weights and, for wide layers at small spatial
+# size (VGG's 512-channel convs at batch 1), costs as much as the tile GEMMs.  Inference
+# calls a layer again and again with the same weights, so U is kept -- but only once a
+# second call has shown the weights unchanged: the first call keeps a copy of the weights,
+# each later call compares them exactly with it (a mismatch is found in the first few
+# values when an optimizer has stepped).  Training therefore keeps small copies only, never
+# U, and a changed array can never be paired with a stale U.
+
+UCACHE_MIN_BYTES = 1 << 20       # smaller transforms are cheaper than the bookkeeping
+UCACHE_MAX_BYTES = 1 << 30       # total U kept, least recently used dropped first
+_ucache: OrderedDict = OrderedDict()
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    return bool(np.array_equal(fa[:256], fb[:256]) and np.array_equal(fa, fb))
+
+
+def weight_transform(w: np.ndarray, m: int, dtype) -> np.ndarray:
+    """U = kron(G, G) @ g: (a*a, C, F) for F(m x m, 3x3), cached as described above."""
+    _, _, c, f = w.shape
+    a2 = (m + 2) ** 2
+    kg = kron_matrices(m, dtype)[1]
+
+    def transform():
+        return (kg @ w.reshape(9, c * f).astype(dtype, copy=False)).reshape(a2, c, f)
+
+    if a2 * c * f * np.dtype(dtype).itemsize < UCACHE_MIN_BYTES:
+        return transform()
+    key = (id(w), w.shape, w.dtype.str, m, np.dtype(dtype).str)
+    with _ucache_lock:
+        entry = _ucache.get(key)
+    if entry is not None and entry[0]() is w and _same(entry[1], w):
+        if entry[2] is None:                                             # second sighting
+            entry[2] = transform()
+            entry[2].flags.writeable = False
+        with _ucache_lock:
+            _ucache.move_to_end(key)
+            _trim_ucache()
+        return entry[2]
+    u = transform()
+    try:  # the entry dies with the weight array
+        ref = weakref.ref(w, lambda _, key=key: _drop(key))
+    except TypeError:
+        return u
+    with _ucache_lock:
+        _ucache[key] = [ref, w.copy(), None]
+        _trim_ucache()
+    return u
+
+
+def _drop(key) -> None:
+    with _ucache_lock:
+        _ucache.pop(key, None)
+
+
+def _trim_ucache():
+    total = sum(e[1].nbytes + (0 if e[2] is None else e[2].nbytes) for e in _ucache.values())
+    while total > UCACHE_MAX_BYTES and len(_ucache) > 1:
+        _, (_, w_copy, u) = _ucache.popitem(last=False)
+        total -= w_copy.nbytes + (0 if u is None else u.nbytes)
+
+
+def clear_weight_cache() -> None:
+    with _ucache_lock:
+        _ucache.clear()
+
+
+def applies(w_shape, stride, dilation, groups) -> bool:
+    return (tuple(w_shape[:2]) == (3, 3) and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1) and groups == 1)
+
+
+def _plan(x_shape, w_shape, pads, m):
+    n, h, wd, c = x_shape
+    f = w_shape[3]
+    (pt, pb), (pl, pr) = pads
+    out_h, out_w = h + pt + pb - 2, wd + pl + pr - 2
+    th, tw = -(-out_h // m), -(-out_w // m)
+    return n, h, wd, c, f, pt, pl, out_h, out_w, th, tw
+
+
+def _blocks(n, th, tile_row_bytes, min_tile_rows):
+    """(image slice, tile-row slice) blocks of about BLOCK_BYTES of transformed tiles.
+
+    Whole images are grouped while one fits; a larger image is cut into bands of tile
+    rows.  ``min_tile_rows`` keeps blocks big enough that re-reading U stays cheap."""
+    per_img = tile_row_bytes * th
+    target = max(BLOCK_BYTES, min_tile_rows * tile_row_bytes)
+    if per_img <= target:
+        step = max(1, target // max(per_img, 1))
+        step = min(step, max(1, -(-n // 2)))     # at least two blocks for two threads
+        for i in range(0, n, step):
+            yield slice(i, min(n, i + step)), slice(0, th)
+        return
+    rows = max(1, target // max(tile_row_bytes, 1))
+    for i in range(n):
+        for r in range(0, th, rows):
+            yield slice(i, i + 1), slice(r, min(th, r + rows))
+
+
+def _min_rows(c, f, tw):
+    # Each block re-reads U (a*a*C*F); keep that below a quarter of the block's own traffic.
+    return -(-4 * c * f // ((c + f) * tw))
+
+
+def _load(dst, src, r0, c0):
+    """dst (Nb, R, W, K) <- src[:, r0:r0+R, c0:c0+W] with zeros where that leaves src."""
+    _, rows, cols, _ = dst.shape
+    rs, re = max(r0, 0), min(r0 + rows, src.shape[1])
+    cs, ce = max(c0, 0), min(c0 + cols, src.shape[2])
+    if rs >= re or cs >= ce:
+        dst[...] = 0
+        return
+    dst[:, :rs - r0] = 0                                                 # the zero border
+    dst[:, re - r0:] = 0
+    dst[:, :, :cs - c0] = 0
+    dst[:, :, ce - c0:] = 0
+    np.copyto(dst[:, rs - r0:re - r0, cs - c0:ce - c0], src[:, rs:re, cs:ce])
+
+
+def _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype):
+    """V for one block: (a*a, Pb, C), the transformed a x a input tiles.
+
+    The block's zero-padded rows of x are copied into a small grid first, then the
+    overlapping tiles are gathered from it with one strided copy (tile-major)."""
+    a = m + 2
+    c = x.shape[3]
+    nb, tb = bi.stop - bi.start, bt.stop - bt.start
+    grid = scratch("wino_a", (nb, tb * m + 2, tw * m + 2, c), dtype)     # padded rows of x
+    _load(grid, x[bi], bt.start * m - pt, -pl)
+    s_n, s_h, s_w, s_c = grid.strides
+    view = as_strided(grid, shape=(a, a, nb, tb, tw, c),
+                      strides=(s_h, s_w, s_n, m * s_h, m * s_w, s_c), writeable=False)
+    d = scratch("wino_b", (a * a, nb * tb * tw * c), dtype)
+    np.copyto(d.reshape(a, a, nb, tb, tw, c), view)                      # (a, a, Nb, TB, TW, C)
+    v = scratch("wino_c", (a * a, nb * tb * tw, c), dtype)
+    np.matmul(kb, d, out=v.reshape(a * a, -1))                           # (a*a, Pb, C)
+    return v
+
+
+def _row_bytes(m, tw, c, f, dtype):
+    return (m + 2) ** 2 * tw * max(c, f) * np.dtype(dtype).itemsize
+
+
+def winograd_forward(x, w, b, pads, m=4):
+    """Returns ``(out, cache)``: out (N, OH, OW, F)."""
+    n, h, wd, c, f, pt, pl, out_h, out_w, th, tw = _plan(x.shape, w.shape, pads, m)
+    a = m + 2
+    dtype = np.result_type(x.dtype, w.dtype)
+    kb, kg, ka = kron_matrices(m, dtype)
+    u = weight_transform(w, m, dtype)                                    # (a*a, C, F)
+    out = np.empty((n, out_h, out_w, f), dtype)                          # (N, OH, OW, F)
+
+    def block(blk):
+        bi, bt = blk
+        nb, tb = bi.stop - bi.start, bt.stop - bt.start
+        v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)            # (a*a, Pb, C)
+        mm = scratch("wino_d", (a * a, nb * tb * tw, f), dtype)
+        np.matmul(v, u, out=mm)                                          # pc,cf -> pf per point
+        y = scratch("wino_b", (m, m, nb, tb, tw, f), dtype)
+        np.matmul(ka, mm.reshape(a * a, -1), out=y.reshape(m * m, -1))   # (m*m, Pb*F)
+        y = y.transpose(2, 3, 0, 4, 1, 5).reshape(nb, tb * m, tw * m, f)  # (Nb, TB*m, TW*m, F)
+        r0 = bt.start * m
+        rows = min(bt.stop * m, out_h) - r0
+        dst = out[bi, r0:r0 + rows]
+        src = y[:, :rows, :out_w]
+        if b is None:
+            np.copyto(dst, src)
+        else:
+            np.add(src, b, out=dst)                                      # bias fused in the copy
+
+    run_blocks(block, _blocks(n, th, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
+    # Keep x and g, not U: training memory stays at the input's size, and backward
+    # rebuilds U (or finds it in the cache when the weights have not changed).
+    cache = (x, w, pads, m, b is not None)
+    return out, cache
+
+
+def winograd_backward(dout, cache, need=(True, True, True)):
+    """Returns ``(dx, dw, db)``; entries not in ``need`` are None."""
+    x, w, pads, m, has_bias = cache
+    n, h, wd, c, f, pt, pl, out_h, out_w, th, tw = _plan(x.shape, w.shape, pads, m)
+    a = m + 2
+    dtype = np.result_type(x.dtype, w.dtype, dout.dtype)
+    kb, kg, ka = kron_matrices(m, dtype)
+    db = dout.reshape(-1, f).sum(axis=0) if has_bias and need[2] else None
+    if not (need[0] or need[1]):
+        return None, None, db
+    ut = weight_transform(w, m, dtype).transpose(0, 2, 1) if need[0] else None  # (a*a, F, C)
+    blks = list(_blocks(n, th, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
+    banded = any(bt.stop - bt.start != th for _, bt in blks)
+    dx = None
+    if need[0]:  # bands overlap by two rows, so they add into zeros; whole images assign
+        dx = (np.zeros if banded else np.empty)(x.shape, dtype)          # (N, H, W, C)
+
+    def block(blk):
+        bi, bt = blk
+        nb, tb = bi.stop - bi.start, bt.stop - bt.start
+        pb = nb * tb * tw
+        dyb = scratch("wino_a", (nb, tb * m, tw * m, f), dtype)          # dout, zero past OH/OW
+        _load(dyb, dout[bi], bt.start * m, 0)
+        dy = scratch("wino_e", (m, m, nb, tb, tw, f), dtype)
+        np.copyto(dy, dyb.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5))
+        dm = scratch("wino_d", (a * a, pb, f), dtype)
+        np.matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
+        du = None
+        if need[1]:
+            v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)        # (a*a, Pb, C)
+            du = scratch("wino_u", (a * a, c, f), dtype)
+            np.matmul(v.transpose(0, 2, 1), dm, out=du)                  # cp,pf -> cf per point
+        if need[0]:
+            dv = scratch("wino_b", (a * a, pb, c), dtype)
+            np.matmul(dm, ut, out=dv)                                    # pf,fc -> pc per point
+            dd = scratch("wino_c", (a, a, nb, tb, tw, c), dtype)
+            np.matmul(kb.T, dv.reshape(a * a, -1), out=dd.reshape(a * a, -1))
+            dg = scratch("wino_a", (nb, tb * m + m, tw * m + m, c), dtype)
+            dg[...] = 0
+            _add_tiles(dg, dd, m)                                        # (Nb, TB*m+m, TW*m+m, C)
+            _store(dx, dg, bi, bt.start * m - pt, -pl, add=banded)
+        return du
+
+    if banded:  # neighbouring bands of one image share two rows of dx: two rounds
+        du = run_reduce(block, blks[0::2], (a * a, c, f), dtype)
+        du += run_reduce(block, blks[1::2], (a * a, c, f), dtype)
+    else:
+        du = run_reduce(block, blks, (a * a, c, f), dtype)               # (a*a, C, F)
+    dw = None
+    if need[1]:
+        dw = (kg.T @ du.reshape(a * a, c * f)).reshape(3, 3, c, f)       # (3, 3, C, F)
+    return dx, dw, db
+
+
+def _store(dx, dg, bi, r0, c0, add):
+    """dx[bi, r0 + i, c0 + j] (+)= dg[:, i, j] wherever that lies inside dx."""
+    rows, cols = dg.shape[1:3]
+    rs, re = max(r0, 0), min(r0 + rows, dx.shape[1])
+    cs, ce = max(c0, 0), min(c0 + cols, dx.shape[2])
+    if rs >= re or cs >= ce:
+        return
+    dst = dx[bi, rs:re, cs:ce]
+    src = dg[:, rs - r0:re - r0, cs - c0:ce - c0]
+    if add:
+        np.add(dst, src, out=dst)
+    else:
+        np.copyto(dst, src)
+
+
+def _add_tiles(dst, dd, m):
+    """Add overlapping a x a tiles dd (a, a, Nb, TB, TW, C) onto dst (Nb, >=TB*m+m, ., C).
+
+    Tile (ty, tx) covers rows ty*m .. ty*m+m+1; rows i < m of each tile are disjoint
+    from its neighbours', rows m, m+1 land on the next tile's rows 0, 1.  So four
+    strided adds (core, right edge, bottom edge, corner) replace a*a scatter passes."""
+    _, _, nb, tb, tw, c = dd.shape
+    s_n, s_h, s_w, s_c = dst.strides
+
+    def view(r0, c0, rows, cols):
+        return as_strided(dst[:, r0:, c0:], shape=(nb, tb, rows, tw, cols, c),
+                          strides=(s_n, m * s_h, s_h, m * s_w, s_w, s_c))
+
+    core = dd[:m, :m].transpose(2, 3, 0, 4, 1, 5)                        # (Nb, TB, m, TW, m, C)
+    right = dd[:m, m:].transpose(2, 3, 0, 4, 1, 5)                       # (Nb, TB, m, TW, 2, C)
+    bottom = dd[m:, :m].transpose(2, 3, 0, 4, 1, 5)                      # (Nb, TB, 2, TW, m, C)
+    corner = dd[m:, m:].transpose(2, 3, 0, 4, 1, 5)                      # (Nb, TB, 2, TW, 2, C)
+    for (r0, c0), part in (((0, 0), core), ((0, m), right), ((m, 0), bottom), ((m, m), corner)):
+        v = view(r0, c0, part.shape[2], part.shape[4])
+        np.add(v, part, out=v)
