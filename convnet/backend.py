@@ -1,30 +1,26 @@
 """Which array module convnet computes with, and the default float dtype.
 
-NumPy is the default.  ``use("cupy")`` switches to CuPy where it is installed;
-nothing else in the package imports NumPy-versus-CuPy decisions on its own.
+NumPy is the array module.  The ops are written and tested for NumPy only; a CuPy
+backend would plug in here, but it is not implemented, and ``use("cupy")`` says so
+rather than pretending.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-xp = np
+xp = np  # the array module every op uses
 _default_dtype = np.dtype(np.float32)
 
 
 def use(name: str) -> None:
-    """Select the array module: ``"numpy"`` (default) or ``"cupy"``."""
-    global xp
+    """Select the array module.  Only ``"numpy"`` is implemented."""
     if name == "numpy":
-        xp = np
-    elif name == "cupy":
-        try:
-            import cupy  # noqa: PLC0415
-        except ImportError as exc:  # pragma: no cover - depends on the machine
-            raise RuntimeError("backend 'cupy' asked for, but CuPy is not installed") from exc
-        xp = cupy
-    else:
-        raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
+        return
+    if name == "cupy":
+        raise NotImplementedError("backend 'cupy': convnet's ops are written for NumPy only; "
+                                  "a CuPy backend is not implemented")
+    raise ValueError(f"backend must be 'numpy', got {name!r}")
 
 
 def get_default_dtype() -> np.dtype:

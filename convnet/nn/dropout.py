@@ -11,7 +11,7 @@ __all__ = ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"]
 
 class Dropout(Module):
     """Inverted dropout: in training each element is zeroed with probability ``p`` and
-    the survivors are scaled by 1/(1-p), so evaluation (``eval()``) is the identity.
+    the survivors are scaled by 1/(1-p), so evaluation (``model.eval()``) is the identity.
 
     Args:
         p: drop probability in [0, 1]. Default 0.5.

@@ -284,7 +284,7 @@ class Module:
             object.__setattr__(m, "training", bool(mode))
         return self
 
-    def eval(self) -> Module:  # noqa: A003 - PyTorch's name
+    def eval(self) -> Module:  # PyTorch's name, as in model.eval()
         return self.train(False)
 
     def zero_grad(self) -> None:
