@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-xp = np  # the array module every op uses
 _default_dtype = np.dtype(np.float32)
 
 
