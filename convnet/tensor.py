@@ -6,12 +6,19 @@ per input.  ``Tensor.backward`` sorts the graph topologically with an explicit s
 (no recursion, so a 2,000-op chain is fine), then makes one reversed pass that
 accumulates each node's gradient before handing it to its parents.  A tensor used
 twice therefore receives the sum of both gradients, which skip connections need.
+
+The graph's nodes are the Functions and the leaf tensors, as in PyTorch: a Function
+records the Function that made each non-leaf input, never the input tensor itself, so
+an intermediate tensor's array is freed as soon as nothing but the graph refers to it
+(a Conv2d output that the following ReLU does not keep is gone after the forward).
+Once a node's backward has run, its saved arrays are dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -136,6 +143,8 @@ class Tensor:
     def retain_grad(self) -> None:
         """Keep ``.grad`` on a non-leaf tensor after ``backward``."""
         self._retain = True
+        if self._ctx is not None and not self._ctx._freed:
+            self._ctx._retained = weakref.ref(self)
 
     def astype(self, dtype) -> Tensor:
         return Cast.apply(self, dtype=np.dtype(dtype))
@@ -175,10 +184,15 @@ class Tensor:
                 raise ValueError(f"backward(): gradient has shape {grad.shape} but the tensor "
                                  f"has shape {self.shape}")
 
-        # Iterative post-order DFS: a node is appended after all of its inputs.
-        order: list[Tensor] = []
+        root = self._ctx
+        if root is None:                                  # a leaf: its own gradient
+            _accumulate(self, grad)
+            return
+        # Iterative post-order DFS over Functions (and leaf tensors, which end a path):
+        # a node is appended after all of its inputs.
+        order: list = []
         visited: set[int] = set()
-        stack: list[tuple[Tensor, bool]] = [(self, False)]
+        stack: list = [(root, False)]
         while stack:
             node, done = stack.pop()
             if done:
@@ -188,40 +202,45 @@ class Tensor:
                 continue
             visited.add(id(node))
             stack.append((node, True))
-            if node._ctx is not None:
-                for parent in node._ctx.parents:
-                    if isinstance(parent, Tensor) and parent.requires_grad \
-                            and id(parent) not in visited:
+            if not isinstance(node, Tensor):
+                for parent in node.parents:
+                    if parent is not None and id(parent) not in visited:
                         stack.append((parent, False))
 
-        grads: dict[int, np.ndarray] = {id(self): grad}
+        grads: dict[int, np.ndarray] = {id(root): grad}
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            ctx = node._ctx
-            if ctx is None or node._retain:
-                if node.grad is None:
-                    node.grad = np.array(g, dtype=node.data.dtype, copy=True)
-                else:
-                    node.grad += g
-            if ctx is None:
+            if isinstance(node, Tensor):                  # a leaf
+                _accumulate(node, g)
                 continue
-            in_grads = ctx.backward(g)
+            if node._freed:
+                raise RuntimeError(
+                    "backward() through a graph a second time: its saved arrays were freed "
+                    "by the first backward(); pass retain_graph=True to that first call to "
+                    "keep them")
+            if node._retained is not None:
+                kept = node._retained()
+                if kept is not None:
+                    _accumulate(kept, g)
+            in_grads = node.backward(g)
+            del g
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
-            for parent, pg in zip(ctx.parents, in_grads):
-                if pg is None or not isinstance(parent, Tensor) or not parent.requires_grad:
+            for parent, pg in zip(node.parents, in_grads):
+                if pg is None or parent is None:
                     continue
-                if pg.shape != parent.shape:
-                    raise RuntimeError(f"{type(ctx).__name__}.backward returned a gradient of "
-                                       f"shape {pg.shape} for an input of shape {parent.shape}")
-                if id(parent) in grads:
-                    grads[id(parent)] = grads[id(parent)] + pg
-                else:
-                    grads[id(parent)] = pg
+                shape = parent.shape if isinstance(parent, Tensor) else parent._out_shape
+                if pg.shape != shape:
+                    raise RuntimeError(f"{type(node).__name__}.backward returned a gradient "
+                                       f"of shape {pg.shape} for an input of shape {shape}")
+                key = id(parent)
+                prev = grads.get(key)
+                grads[key] = pg if prev is None else prev + pg
+            del in_grads, pg
             if not retain_graph:
-                node._ctx = _FREED  # free the saved arrays; the graph is used once
+                node._free()                              # drop the saved arrays now
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -310,13 +329,29 @@ class Tensor:
         return self.transpose()
 
 
+def _accumulate(t: Tensor, g: np.ndarray) -> None:
+    if t.grad is None:
+        t.grad = np.array(g, dtype=t.data.dtype, copy=True)
+    else:
+        t.grad += g
+
+
 class Function:
     """One differentiable op.  Subclasses define ``forward`` on arrays and ``backward``.
 
     ``forward(*arrays, **hyperparameters)`` returns the output array and keeps what
     backward needs on ``self``.  ``backward(dout)`` returns one gradient per positional
     input (``None`` where no gradient is needed; ``self.needs_input_grad`` says which).
+
+    While the op is recorded, ``parents`` holds one graph node per positional input:
+    the leaf Tensor, the Function that produced a non-leaf Tensor, or None (no gradient
+    flows there).  Keeping the producing Function rather than the tensor lets an
+    intermediate array die as soon as no op saved it for backward.
     """
+
+    _freed = False
+    _retained = None          # weakref to the output tensor, set by retain_grad()
+    _out_shape = None
 
     def __init__(self, *parents):
         self.parents = parents
@@ -336,33 +371,37 @@ class Function:
     @classmethod
     def apply_with_ctx(cls, *args, **kwargs) -> tuple[Tensor, Function]:
         """Like ``apply`` but also returns the Function, for ops with side outputs."""
-        ctx = cls(*args)
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        ctx = cls.__new__(cls)
+        needs = []
+        arrays = []
+        for a in args:
+            if isinstance(a, Tensor):
+                needs.append(a.requires_grad)
+                arrays.append(a.data)
+            else:
+                needs.append(False)
+                arrays.append(a)
+        ctx.needs_input_grad = tuple(needs)
         out = ctx.forward(*arrays, **kwargs)
-        requires = is_grad_enabled() and any(ctx.needs_input_grad)
-        result = Tensor._wrap(out, requires)
-        if requires:
+        del arrays
+        result = Tensor._wrap(out, False)
+        if True in needs and is_grad_enabled():
+            result.requires_grad = True
             result._ctx = ctx
+            ctx._out_shape = out.shape
+            # One node per input: leaf tensor, producing Function, or None.
+            ctx.parents = tuple(
+                (a if a._ctx is None else a._ctx) if need else None
+                for a, need in zip(args, needs))
+        else:
+            ctx.parents = ()                              # keep no inputs alive
         return result, ctx
 
-
-class _FreedGraph:
-    """Stands in for the Function of a non-leaf tensor whose graph ``backward`` freed.
-
-    The tensor stays a non-leaf, so a second ``backward`` through it raises instead of
-    silently treating it as a leaf (and leaving the real leaves' gradients unchanged).
-    """
-
-    parents = ()
-    needs_input_grad = ()
-
-    def backward(self, dout):
-        raise RuntimeError(
-            "backward() through a graph a second time: its saved arrays were freed by the "
-            "first backward(); pass retain_graph=True to that first call to keep them")
-
-
-_FREED = _FreedGraph()
+    def _free(self) -> None:
+        """Drop everything the forward saved; the node stays, marked as used."""
+        shape = self._out_shape
+        self.__dict__.clear()
+        self._freed, self._out_shape, self.parents = True, shape, ()
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

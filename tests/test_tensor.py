@@ -261,3 +261,59 @@ def test_integer_tensors_cannot_require_grad():
     with pytest.raises(TypeError, match="only float tensors can require gradients, got dtype "
                                         "int64"):
         Tensor(np.arange(3), requires_grad=True)
+
+
+# ---- memory: the graph keeps Functions, not intermediate tensors ------------------
+
+def test_intermediate_array_is_freed_when_no_op_saved_it(rng, torch):
+    """relu keeps its output, not its input: once the caller drops the pre-activation
+    tensor its array must be gone, and the gradient must still be right."""
+    import gc
+    import weakref
+
+    import convnet.functional as F
+    x0 = rng.standard_normal((4, 5))
+    x = Tensor(x0, requires_grad=True)
+    h = x + 0.25                                            # Add saves no arrays
+    probe = weakref.ref(h.data)
+    y = F.relu(h) * 3.0
+    del h
+    gc.collect()
+    assert probe() is None, "the graph kept an intermediate array alive"
+    dout = rng.standard_normal(y.shape)
+    y.backward(dout)
+    tx = torch.from_numpy(x0.copy()).requires_grad_(True)
+    (torch.relu(tx + 0.25) * 3.0).backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-12)
+
+
+def test_backward_drops_saved_arrays_node_by_node(rng):
+    import weakref
+
+    import convnet.functional as F
+    x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    a = F.relu(x)
+    probe = weakref.ref(a._ctx.cache)                       # relu saves its output
+    out = (a * 2.0).sum()
+    del a
+    assert probe() is not None
+    out.backward()
+    assert probe() is None, "backward kept a node's saved arrays"
+    np.testing.assert_array_equal(x.grad, 2.0 * (x.data > 0))
+
+
+def test_retain_grad_and_parameter_leaves_through_function_nodes(rng):
+    """Leaf Parameters (a Tensor subclass) get their gradient; an intermediate with
+    retain_grad() that the caller still holds gets its own, used twice it sums both."""
+    from convnet import nn
+    w = nn.Parameter(rng.standard_normal((3, 2)))
+    x = Tensor(rng.standard_normal((4, 3)))
+    h = x @ w
+    h.retain_grad()
+    y = h * h + h
+    dout = rng.standard_normal(y.shape)
+    y.backward(dout)
+    want_h = dout * (2 * h.data + 1)
+    np.testing.assert_allclose(h.grad, want_h, rtol=1e-12)
+    np.testing.assert_allclose(w.grad, x.data.T @ want_h, rtol=1e-12)
+    assert x.grad is None

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..ops import pool as pool_ops
 from ..ops.shape import as_tuple, check_positive, resolve_padding
-from ..tensor import Function, Tensor
+from ..tensor import Function, Tensor, is_grad_enabled
 from ._checks import float_input
 
 __all__ = ["max_pool2d", "avg_pool2d", "global_max_pool2d", "global_avg_pool2d"]
@@ -14,8 +14,9 @@ __all__ = ["max_pool2d", "avg_pool2d", "global_max_pool2d", "global_avg_pool2d"]
 
 class MaxPool2dFn(Function):
     def forward(self, x, kernel_size, stride, pads, dilation, ceil_mode, return_indices):
+        argmax = return_indices or (self.needs_input_grad[0] and is_grad_enabled())
         out, self.cache = pool_ops.max_pool2d_forward(x, kernel_size, stride, pads, dilation,
-                                                      ceil_mode)
+                                                      ceil_mode, argmax=argmax)
         self.indices = pool_ops.max_pool2d_indices(self.cache) if return_indices else None
         return out
 

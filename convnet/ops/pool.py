@@ -19,8 +19,10 @@ among several NaNs, the last one is the argmax.
 Algorithm: windows come from an ``as_strided`` view (``conv.windows2d``); reductions
 and the backward scatter loop over the KH x KW kernel taps only, each tap being one
 vectorised pass over (N, OH, OW, C).  When the windows tile the input without overlap
-(stride == kernel, no padding, dilation 1) the forward is a reshape to
-(N, OH, KH, OW, KW, C) and one reduction instead.
+(stride == kernel, no padding, dilation 1) both passes work on the reshape view
+(N, OH, KH, OW, KW, C) instead: the max forward also finds each window's argmax tap
+(uint8) and keeps only that, and the backward writes dout times a one-hot of it into
+each tap's slice of dx -- no strided scatter, no ``np.add.at``, no accumulation.
 """
 
 from __future__ import annotations
@@ -131,17 +133,19 @@ def _tile_view(x, g):
 # ---- max pooling --------------------------------------------------------------
 
 def max_pool2d_forward(x, kernel_size, stride, pads, dilation=(1, 1), ceil_mode=False,
-                       allow_reshape=True):
+                       allow_reshape=True, argmax=True):
     """Returns ``(out, cache)``; ``out`` is (N, OH, OW, C).
 
     ``allow_reshape=False`` forces the strided path even where windows tile exactly
-    (the tests run both paths).
+    (the tests run both paths).  The reshape path finds each window's argmax here and
+    keeps only that -- one uint8 tap index per output -- instead of the input;
+    ``argmax=False`` skips it (inference: the cache then serves no backward).
     """
     g = _Geometry(x.shape, kernel_size, stride, pads, dilation, ceil_mode)
     if g.tiles and allow_reshape:
         g.path = "reshape"
-        out = _tile_view(x, g).max(axis=(2, 4))           # (N, OH, OW, C)
-        return out, (x, out, g)
+        out, arg = _tile_max_argmax(_tile_view(x, g), argmax)   # (N, OH, OW, C) twice
+        return out, (None, arg, g)
     x_pad = _pad_value(x, g.pads, -np.inf)                # (N, Hp, Wp, C)
     win = windows2d(x_pad, *g.kernel, *g.stride, *g.dilation, *g.out_hw)
     out = None                                            # win: (N, OH, OW, KH, KW, C)
@@ -153,8 +157,54 @@ def max_pool2d_forward(x, kernel_size, stride, pads, dilation=(1, 1), ceil_mode=
     return out, (x_pad, out, g)
 
 
+def _tap_dtype(taps):
+    return np.uint8 if taps <= 256 else np.int16 if taps < 2 ** 15 else np.int64
+
+
+def _tile_max_argmax(x6, argmax=True):
+    """Max and torch's argmax tap of each window of the (N, OH, KH, OW, KW, C) view.
+
+    The max is a chain of ``np.maximum`` over the taps (NaN propagates).  The argmax is
+    a reverse scan that moves to tap t wherever tap t equals the max, written branch-free
+    as ``arg -= (arg - t) * hit`` on uint8 (``np.where`` or ``copyto(where=)`` on a
+    random mask is about 6x slower), so the first tap equal to the max wins.  Windows
+    whose max is NaN then take their LAST NaN tap, as PyTorch does.
+    """
+    kh, kw = x6.shape[2], x6.shape[4]
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    out = x6[:, :, 0, :, 0, :].copy()                     # (N, OH, OW, C)
+    for i, j in taps[1:]:
+        np.maximum(out, x6[:, :, i, :, j, :], out=out)
+    if not argmax:
+        return out, None
+    arg = np.full(out.shape, len(taps) - 1, dtype=_tap_dtype(len(taps)))
+    step = np.empty_like(arg)
+    for t in range(len(taps) - 2, -1, -1):
+        i, j = taps[t]
+        hit = np.equal(x6[:, :, i, :, j, :], out)         # (N, OH, OW, C) bool
+        np.subtract(arg, t, out=step)                     # arg >= t throughout the scan
+        np.multiply(step, hit, out=step)
+        arg -= step
+    nan_out = np.isnan(out)
+    if nan_out.any():                                     # forward scan: the LAST NaN wins
+        for t, (i, j) in enumerate(taps):
+            np.copyto(arg, t, where=nan_out & np.isnan(x6[:, :, i, :, j, :]))
+    return out, arg
+
+
+def _all_finite(a) -> bool:
+    """True when ``a`` holds no NaN or inf: one cheap pass (an overflowing sum says False)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(a.sum()))
+
+
 def _argmax_taps(cache):
     """(N, OH, OW, C) index i*KW + j of the tap each output took, by torch's rule."""
+    if cache[2].path == "reshape":
+        if cache[1] is None:
+            raise RuntimeError("max_pool2d: this forward ran with argmax=False, so it kept "
+                               "no argmax for a backward pass or for indices")
+        return cache[1]                                   # found by the forward
     x_pad, out, g = cache
     win = windows2d(x_pad, *g.kernel, *g.stride, *g.dilation, *g.out_hw)
     kh, kw = g.kernel
@@ -191,6 +241,8 @@ def max_pool2d_indices(cache):
 def max_pool2d_backward(dout, cache):
     """Returns ``dx`` (N, H, W, C): each dout goes to its window's argmax."""
     _, _, g = cache
+    if g.path == "reshape":
+        return _tile_max_backward(dout, cache)
     arg = _argmax_taps(cache)
     (sh, sw), (dh, dw) = g.stride, g.dilation
     oh, ow = g.out_hw
@@ -202,6 +254,26 @@ def max_pool2d_backward(dout, cache):
         dx_pad[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
                j * dw:j * dw + sw * (ow - 1) + 1:sw, :] += np.where(arg == i * kw + j, dout, zero)
     return unpad_nhwc(dx_pad, g.pads)                     # (N, H, W, C)
+
+
+def _tile_max_backward(dout, cache):
+    """Non-overlapping windows: tap (i, j) of dx's (N, OH, KH, OW, KW, C) view is
+    dout * (arg == i*KW + j), written in place; every input cell is written once."""
+    arg, g = _argmax_taps(cache), cache[2]
+    n, h, w, c = g.x_shape
+    (oh, ow), (kh, kw) = g.out_hw, g.kernel
+    full = (oh * kh, ow * kw) == (h, w)
+    dx = (np.empty if full else np.zeros)(g.x_shape, dtype=dout.dtype)   # (N, H, W, C)
+    dx6 = dx[:, :oh * kh, :ow * kw, :].reshape(n, oh, kh, ow, kw, c)     # a view of dx
+    # dout * 0 is NaN where dout is not finite, and torch leaves 0 there: use np.where.
+    finite = _all_finite(dout)
+    zero = dout.dtype.type(0)
+    for t, (i, j) in enumerate(g.taps()):
+        if finite:
+            np.multiply(dout, arg == t, out=dx6[:, :, i, :, j, :])
+        else:
+            dx6[:, :, i, :, j, :] = np.where(arg == t, dout, zero)
+    return dx
 
 
 # ---- average pooling ----------------------------------------------------------

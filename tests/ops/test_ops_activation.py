@@ -221,3 +221,34 @@ def test_erf_special_values_and_dtype():
 def test_activation_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# ---- relu backward: the branch-free product and its np.where fallback ---------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dout_kind", ["finite", "nan_inf"])
+def test_relu_backward_special_values_like_torch(dout_kind, dtype, rng, torch):
+    """Zeros (both signs), NaN and +-inf inputs, and a dout holding NaN/+-inf both where
+    the gradient passes and where it is blocked: torch gives exactly 0 where out <= 0
+    and passes dout (NaN included) where out > 0 or out is NaN."""
+    x = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    flat = x.reshape(-1)
+    flat[:6] = [0.0, -0.0, np.nan, np.inf, -np.inf, -1.0]
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    if dout_kind == "nan_inf":
+        d = dout.reshape(-1)
+        d[[0, 1, 4, 5, 7, 9]] = [np.nan, np.inf, -np.inf, np.nan, np.inf, np.nan]
+    xt = Tensor(x, requires_grad=True)
+    out = F.relu(xt)
+    out.backward(dout)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    tout = torch.relu(tx)
+    tout.backward(torch.from_numpy(dout.copy()))
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    np.testing.assert_array_equal(xt.grad, tx.grad.numpy())        # NaN == NaN here
+    assert not xt.grad[x <= 0].any(), "blocked positions must be 0 (+0 or -0)"
+    # the naive rule, one element at a time
+    want = np.array([0.0 if (not math.isnan(v) and v <= 0) else g
+                     for v, g in zip(np.maximum(x, 0).reshape(-1), dout.reshape(-1))])
+    np.testing.assert_array_equal(xt.grad.reshape(-1), want.astype(dtype))
+    assert xt.grad.dtype == dtype

@@ -386,3 +386,59 @@ def test_return_indices_are_positions_in_the_unpadded_plane(rng):
     picked = np.take_along_axis(flat, idx.data.reshape(2, -1, 3), axis=1).reshape(out.shape)
     np.testing.assert_array_equal(picked, out.data)
     assert not idx.requires_grad
+
+
+# ---- the reshape path keeps a compact argmax, and non-finite douts -----------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,h,w", [(2, 8, 6), (3, 7, 10), ((2, 3), 6, 9), (17, 17, 18)])
+def test_reshape_path_non_finite_dout_and_compact_argmax(k, h, w, dtype, rng, torch):
+    """dout with NaN/inf (the fast path's product would leak NaN into cells torch leaves
+    at 0), NaN and -inf inputs; both paths against torch.  17x17 windows (289 taps)
+    need an int16 argmax; small windows keep uint8 and no copy of the input."""
+    kk = (k, k) if isinstance(k, int) else k
+    pads = ((0, 0), (0, 0))
+    x = rng.integers(-2, 3, (2, h, w, 3)).astype(dtype)            # many ties
+    x[0, 0, :, 0] = np.nan
+    x[1, :, 0, 1] = -np.inf
+    taps = kk[0] * kk[1]
+    tx = to_torch(x, "nhwc", requires_grad=True)
+    tout, tidx = torch.nn.functional.max_pool2d(tx, kk, kk, return_indices=True)
+    dout = rng.standard_normal(from_torch(tout, "nhwc").shape).astype(dtype)
+    d = dout.reshape(-1)
+    d[:: max(d.size // 5, 1)] = np.nan
+    d[1] = np.inf
+    tout.backward(to_torch(dout, "nhwc"))
+    for allow in (True, False):
+        out, cache = pool_ops.max_pool2d_forward(x, kk, kk, pads, allow_reshape=allow)
+        assert (cache[-1].path == "reshape") == allow
+        if allow:
+            assert cache[0] is None, "the reshape path must not keep the input"
+            assert cache[1].dtype == (np.uint8 if taps <= 256 else np.int16)
+        dx = pool_ops.max_pool2d_backward(dout, cache)
+        np.testing.assert_array_equal(out, from_torch(tout, "nhwc"))
+        np.testing.assert_array_equal(pool_ops.max_pool2d_indices(cache),
+                                      from_torch(tidx, "nhwc"))
+        np.testing.assert_array_equal(dx, from_torch(tx.grad, "nhwc"))   # NaN == NaN
+        assert dx.dtype == dtype
+
+
+def test_reshape_path_dx_of_a_cropped_input_is_zero_outside_the_windows(rng):
+    x = rng.standard_normal((1, 5, 7, 2))
+    out, cache = pool_ops.max_pool2d_forward(x, (2, 3), (2, 3), ((0, 0), (0, 0)))
+    assert cache[-1].path == "reshape"
+    dx = pool_ops.max_pool2d_backward(np.ones_like(out), cache)
+    assert not dx[:, 4:].any() and not dx[:, :, 6:].any()
+    assert (dx[:, :4, :6] != 0).sum() == out.size
+
+
+def test_inference_skips_the_argmax(rng):
+    from convnet import no_grad
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    with no_grad():
+        out = F.max_pool2d(Tensor(x, requires_grad=True), 2)
+    ref, cache = pool_ops.max_pool2d_forward(x, (2, 2), (2, 2), ((0, 0), (0, 0)), argmax=False)
+    assert cache[1] is None
+    np.testing.assert_array_equal(out.data, ref)
+    with pytest.raises(RuntimeError, match="argmax=False"):
+        pool_ops.max_pool2d_backward(np.ones_like(ref), cache)
