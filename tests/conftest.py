@@ -19,3 +19,15 @@ def torch():
     import torch
     torch.set_num_threads(2)
     return torch
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the run: the largest error against torch per op and dtype (the figures the
+    issues ask for), as recorded by ``helpers.close_torch``."""
+    from helpers import TORCH_ERR
+
+    if not TORCH_ERR:
+        return
+    terminalreporter.section("largest absolute error vs torch")
+    for (op, dtype), err in sorted(TORCH_ERR.items()):
+        terminalreporter.write_line(f"{op:<40} {dtype:<8} {err:.2e}")

@@ -72,3 +72,20 @@ def from_torch(t, layout: str = "") -> np.ndarray:
     elif layout == "hwio":
         a = np.moveaxis(a, (1, 0), (-2, -1))
     return a
+
+
+TORCH_ERR: dict = {}  # (op, dtype name) -> largest absolute error against torch this run
+
+
+def close_torch(op: str, got, want, dtype) -> None:
+    """Assert ``got`` matches torch's ``want`` at ``dtype``'s tolerance, and record the
+    largest finite absolute error per (op, dtype); conftest prints them after the run."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{op}: shape {got.shape} != {want.shape}"
+    if got.size:
+        diff = np.abs(got - want)
+        diff = diff[np.isfinite(diff)]
+        if diff.size:
+            key = (op, np.dtype(dtype).name)
+            TORCH_ERR[key] = max(TORCH_ERR.get(key, 0.0), float(diff.max()))
+    np.testing.assert_allclose(got, want, **tol(dtype), err_msg=op)

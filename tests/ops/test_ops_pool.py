@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import from_torch, grad_check, to_torch, tol
+from helpers import close_torch, from_torch, grad_check, to_torch, tol
 
 import convnet.functional as F
 from convnet import Tensor
@@ -13,16 +13,6 @@ from convnet.functional.pool import pool2d_params
 from convnet.ops import pool as pool_ops
 
 DTYPES = [np.float32, np.float64]
-MAX_ERR: dict = {}  # (op, dtype) -> largest abs error vs torch over all checks
-
-
-def close_torch(op, got, want, dtype):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"{op}: shape {got.shape} != {want.shape}"
-    if got.size:
-        key = (op, np.dtype(dtype).name)
-        MAX_ERR[key] = max(MAX_ERR.get(key, 0.0), float(np.max(np.abs(got - want))))
-    np.testing.assert_allclose(got, want, **tol(dtype), err_msg=op)
 
 
 # ---- naive references: loops over output pixels and taps, vectorised only over (N, C) --
