@@ -230,14 +230,16 @@ def _single_threaded_blas():
                     set_(n)
 
 
-def run_blocks(fn, blocks) -> list:
+def run_blocks(fn, blocks, parallel: bool = True) -> list:
     """``[fn(b) for b in blocks]``, spread over ``num_threads()`` threads when that helps.
 
-    Blocks must be independent (disjoint outputs).  With one thread, one block, no
-    controllable BLAS, or when called from inside a worker, they run in turn."""
+    Blocks must be independent (disjoint outputs).  With ``parallel=False``, one thread,
+    one block, no controllable BLAS, or when called from inside a worker, they run in
+    turn (each BLAS call then uses the BLAS's own threads)."""
     blocks = list(blocks)
     n = num_threads()
-    if n < 2 or len(blocks) < 2 or not _blas() or getattr(_local, "in_worker", False):
+    if (not parallel or n < 2 or len(blocks) < 2 or not _blas()
+            or getattr(_local, "in_worker", False)):
         return [fn(b) for b in blocks]
     with _exec_lock:
         if _exec["pool"] is None:
@@ -252,7 +254,7 @@ def run_blocks(fn, blocks) -> list:
         return list(pool.map(work, blocks))
 
 
-def run_reduce(fn, blocks, shape, dtype):
+def run_reduce(fn, blocks, shape, dtype, parallel: bool = True):
     """The sum of ``fn(b)`` over ``blocks``, in parallel; ``fn`` may return a scratch
     array (used at once) or None.
 
@@ -262,7 +264,7 @@ def run_reduce(fn, blocks, shape, dtype):
     and for a given thread count the rounding -- the result, bit for bit -- never changes."""
     import numpy as np
     blocks = list(blocks)
-    k = max(1, min(num_threads(), len(blocks)))
+    k = max(1, min(num_threads() if parallel else 1, len(blocks)))
     lanes = [blocks[i * len(blocks) // k:(i + 1) * len(blocks) // k] for i in range(k)]
     accs = [np.zeros(shape, dtype) for _ in lanes]
 
@@ -272,7 +274,7 @@ def run_reduce(fn, blocks, shape, dtype):
             if part is not None:
                 accs[i] += part
 
-    run_blocks(lane, range(k))
+    run_blocks(lane, range(k), parallel)
     total = accs[0]
     for acc in accs[1:]:
         total += acc

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import algo, winograd
 from .im2col import (
+    bias_grad,
     col2im,
     conv1x1_backward,
     conv1x1_forward,
@@ -78,7 +79,7 @@ def _im2col_forward(x, w, b, stride, pads, dilation, groups):
     out_h = (x_pad.shape[1] - dh * (kh - 1) - 1) // sh + 1
     out_w = (x_pad.shape[2] - dw * (kw - 1) - 1) // sw + 1
     if groups == 1:
-        out = gemm_conv(x_pad, w, stride, dilation, out_h, out_w)  # (N, OH, OW, F)
+        out = gemm_conv(x_pad, w, stride, dilation, out_h, out_w, b=b)  # (N, OH, OW, F)
         cols = None
     else:
         g, fg = groups, f // groups
@@ -89,8 +90,8 @@ def _im2col_forward(x, w, b, stride, pads, dilation, groups):
         wg = (w.reshape(kh, kw, cg, g, fg)
               .transpose(3, 0, 1, 2, 4).reshape(g, k, fg))         # (G, K, F/G)
         out = (cols @ wg).transpose(1, 0, 2).reshape(n, out_h, out_w, f)  # gmk,gkf -> m(gf)
-    if b is not None:
-        out += b
+        if b is not None:
+            out += b
     # groups == 1 keeps the input, not the columns: backward rebuilds them block by block.
     return out, (x, cols, w, stride, pads, dilation, groups, b is not None)
 
@@ -101,10 +102,13 @@ def _im2col_backward(dout, cache, need):
     n, out_h, out_w, _ = dout.shape
     dout = np.asarray(dout)
     dx = dw = db = None
-    if has_bias and need[2]:
-        db = dout.reshape(-1, f).sum(axis=0)                       # (F,)
+    fuse_db = g == 1 and has_bias and need[1] and need[2]
+    if has_bias and need[2] and not fuse_db:
+        db = bias_grad(dout)                                       # (F,)
     if g == 1:
-        if need[1]:
+        if fuse_db:  # db as one more row of the dW GEMM (a row of ones in the columns)
+            dw, db = weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation, True)
+        elif need[1]:
             dw = weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation)
         if need[0]:
             if tuple(stride) == (1, 1) and f <= cg:
@@ -143,7 +147,7 @@ def _gemm1x1_forward(x, w, b, stride, pads, dilation, groups):
 
 def _gemm1x1_backward(dout, cache, need):
     x_sub, w, x_shape, stride, has_bias = cache
-    db = dout.reshape(-1, w.shape[3]).sum(axis=0) if has_bias and need[2] else None
+    db = bias_grad(dout) if has_bias and need[2] else None
     dx, dw = conv1x1_backward(dout, x_sub, w, x_shape, stride, need)
     return dx, dw, db
 

@@ -40,7 +40,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .algo import run_blocks, run_reduce
-from .im2col import scratch
+from .im2col import bias_grad, scratch
 
 BLOCK_BYTES = 2 << 20     # target size of one block of transformed input tiles
 
@@ -259,7 +259,7 @@ def winograd_backward(dout, cache, need=(True, True, True)):
     a = m + 2
     dtype = np.result_type(x.dtype, w.dtype, dout.dtype)
     kb, kg, ka = kron_matrices(m, dtype)
-    db = dout.reshape(-1, f).sum(axis=0) if has_bias and need[2] else None
+    db = bias_grad(dout) if has_bias and need[2] else None
     if not (need[0] or need[1]):
         return None, None, db
     ut = weight_transform(w, m, dtype).transpose(0, 2, 1) if need[0] else None  # (a*a, F, C)

@@ -35,6 +35,8 @@ CONFIGS = [
     ((1, 7, 7, 3), (5, 5, 3, 2), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),     # 5x5
     ((2, 9, 11, 6), (3, 2, 6, 4), (1, 1), ((2, 1), (0, 3)), (2, 1), 1),    # dilation, F < C
     ((1, 5, 6, 5), (3, 3, 5, 3), (1, 1), ((3, 0), (0, 4)), (1, 1), 1),     # pad > kernel
+    ((2, 11, 10, 1), (5, 5, 1, 6), (2, 1), ((1, 2), (0, 1)), (1, 2), 1),   # 1 channel (K-major)
+    ((3, 12, 12, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # LeNet conv2, F > C
 ]
 
 
@@ -209,8 +211,10 @@ def test_winograd_transforms_are_exact_in_float64(rng):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4"])
-@pytest.mark.parametrize("shape", [(5, 10, 9, 3, 4), (1, 23, 17, 2, 3)],
-                         ids=["image-blocks", "row-bands"])
+@pytest.mark.parametrize("shape", [(5, 10, 9, 3, 4), (1, 23, 17, 2, 3), (5, 10, 9, 6, 4),
+                                   (1, 23, 17, 5, 3)],
+                         ids=["image-blocks-thin", "row-bands-thin", "image-blocks",
+                              "row-bands"])
 def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
     """Tiny blocks force many image blocks or row bands (whose dx rows overlap); the
     threaded result must equal the reference and be bitwise repeatable."""
@@ -248,6 +252,30 @@ def test_noncontiguous_and_broadcast_arguments(rng):
         np.testing.assert_allclose(dx, rdx, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(dw, rdw, rtol=1e-9, atol=1e-12)
         assert db is None
+
+
+@pytest.mark.parametrize("need", [(False, True, True), (False, True, False),
+                                  (False, False, True), (True, False, True)])
+@pytest.mark.parametrize("c", [1, 3, 6])
+@pytest.mark.parametrize("name", ALGOS)
+def test_gradient_subsets_match_full_backward(name, c, need, rng):
+    """dW and db fused in one GEMM (both asked) or computed apart must agree, for thin
+    (K-major columns) and wider inputs alike; dX skipped when not asked."""
+    x, w = rng.standard_normal((3, 7, 8, c)), rng.standard_normal((3, 3, c, 5))
+    b = rng.standard_normal(5)
+    with algo.force(name):
+        out, cache = conv2d_forward(x, w, b, (1, 1), ((1, 1), (0, 1)), (1, 1), 1)
+    dout = rng.standard_normal(out.shape)
+    full = conv2d_backward(dout, cache, (True, True, True))
+    _, rdx, rdw, rdb = naive(x, w, b, (1, 1), ((1, 1), (0, 1)), (1, 1), 1, dout)
+    for g, e in zip(full, (rdx, rdw, rdb)):
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+    part = conv2d_backward(dout, cache, need)
+    for asked, g, e in zip(need, part, full):
+        if asked:
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+        else:
+            assert g is None
 
 
 def test_only_requested_gradients(rng):
