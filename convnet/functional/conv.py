@@ -20,15 +20,16 @@ class Conv2dFn(Function):
         return dx, dw, db
 
 
-def conv2d_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups,
-                  op="conv2d", strict=False):
-    """Validate conv2d arguments; return (stride, pads, dilation, out_hw)."""
-    n, h, w, c = x_shape
-    kh, kw, cg, f = w_shape
-    stride = as_tuple(stride, 2, "stride", op)
-    dilation = as_tuple(dilation, 2, "dilation", op)
+def convnd_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups, ndim,
+                  op, strict=False):
+    """Validate an N-d conv's arguments; return (stride, pads, dilation, out_spatial)."""
+    spatial, c = tuple(x_shape[1:-1]), x_shape[-1]
+    kernel, cg, f = tuple(w_shape[:ndim]), w_shape[ndim], w_shape[ndim + 1]
+    stride = as_tuple(stride, ndim, "stride", op)
+    dilation = as_tuple(dilation, ndim, "dilation", op)
     check_positive(stride, "stride", op)
     check_positive(dilation, "dilation", op)
+    check_positive(kernel, "kernel size", op)
     if isinstance(groups, bool) or not isinstance(groups, int):
         raise TypeError(f"{op}: groups must be an int, got {groups!r}")
     if groups <= 0:
@@ -46,9 +47,16 @@ def conv2d_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups,
                                              if groups > 1 else ""))
     if b_shape is not None and tuple(b_shape) != (f,):
         raise ValueError(f"{op}: bias must have shape ({f},), got {tuple(b_shape)}")
-    pads = resolve_padding(padding, (h, w), (kh, kw), stride, dilation, op)
-    out_hw = conv_output_shape((h, w), (kh, kw), stride, pads, dilation, op, strict)
-    return stride, pads, dilation, out_hw
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation, op)
+    out = conv_output_shape(spatial, kernel, stride, pads, dilation, op, strict)
+    return stride, pads, dilation, out
+
+
+def conv2d_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups,
+                  op="conv2d", strict=False):
+    """Validate conv2d arguments; return (stride, pads, dilation, (OH, OW))."""
+    return convnd_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups, 2,
+                         op, strict)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:

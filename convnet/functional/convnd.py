@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from ..ops import convnd as nd_ops
 from ..ops.pool import check_pool_windows, pool_output_shape
-from ..ops.shape import as_tuple, check_positive, conv_output_shape, resolve_padding
+from ..ops.shape import as_tuple, check_positive
 from ..tensor import Function, Tensor
 from ._checks import check_ndim, float_input
+from .conv import convnd_params
 from .pool import avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d
 
 __all__ = ["conv1d", "conv3d", "max_pool3d", "max_pool1d", "avg_pool1d", "global_avg_pool1d",
@@ -45,38 +46,6 @@ class MaxPool3dFn(Function):
 
     def backward(self, dout):
         return nd_ops.max_pool3d_backward(dout, self.cache)
-
-
-def convnd_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups, ndim,
-                  op, strict=False):
-    """Validate an N-d conv's arguments; return (stride, pads, dilation, out_spatial)."""
-    spatial, c = tuple(x_shape[1:-1]), x_shape[-1]
-    kernel, cg, f = tuple(w_shape[:ndim]), w_shape[ndim], w_shape[ndim + 1]
-    stride = as_tuple(stride, ndim, "stride", op)
-    dilation = as_tuple(dilation, ndim, "dilation", op)
-    check_positive(stride, "stride", op)
-    check_positive(dilation, "dilation", op)
-    check_positive(kernel, "kernel size", op)
-    if isinstance(groups, bool) or not isinstance(groups, int):
-        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
-    if groups <= 0:
-        raise ValueError(f"{op}: groups must be positive, got {groups}")
-    if c % groups != 0:
-        raise ValueError(f"{op}: groups={groups} does not divide the {c} input channels "
-                         f"(weight {tuple(w_shape)} expects {cg * groups} = {cg} per group x "
-                         f"{groups} groups)")
-    if f % groups != 0:
-        raise ValueError(f"{op}: groups={groups} does not divide the {f} output channels "
-                         f"of weight {tuple(w_shape)}")
-    if cg * groups != c:
-        raise ValueError(f"{op}: input has {c} channels but weight {tuple(w_shape)} expects "
-                         f"{cg * groups}" + (f" ({cg} per group x {groups} groups)"
-                                             if groups > 1 else ""))
-    if b_shape is not None and tuple(b_shape) != (f,):
-        raise ValueError(f"{op}: bias must have shape ({f},), got {tuple(b_shape)}")
-    pads = resolve_padding(padding, spatial, kernel, stride, dilation, op)
-    out = conv_output_shape(spatial, kernel, stride, pads, dilation, op, strict)
-    return stride, pads, dilation, out
 
 
 def _convnd(fn, x, weight, bias, stride, padding, dilation, groups, ndim, op):

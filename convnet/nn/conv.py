@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional.convnd import convnd_params
+from ..functional.conv import convnd_params
 from ..ops.pad import check_pads
 from ..ops.shape import as_tuple, check_positive, effective_kernel, resolve_padding
 from . import init

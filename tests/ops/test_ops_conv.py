@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import from_torch, grad_check, to_torch, tol
+from helpers import close_torch, from_torch, grad_check, to_torch, tol
 
 import convnet.functional as F
 from convnet import Tensor
 
 DTYPES = [np.float32, np.float64]
-MAX_ERR: dict = {}  # (op, dtype) -> largest abs error vs torch
-
-
-def close_torch(op, got, want, dtype):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"{op}: shape {got.shape} != {want.shape}"
-    key = (op, np.dtype(dtype).name)
-    MAX_ERR[key] = max(MAX_ERR.get(key, 0.0), float(np.max(np.abs(got - want))))
-    np.testing.assert_allclose(got, want, **tol(dtype), err_msg=op)
 
 
 # ---- the reference: one output pixel, one tap, one group at a time ---------------------
