@@ -10,7 +10,7 @@ io, inspect, viz, models) load on first use.
 import importlib
 
 from . import backend, functional, nn
-from .nn.init import manual_seed
+from .rng import manual_seed
 from .tensor import Function, Tensor, concatenate, enable_grad, is_grad_enabled, no_grad, stack
 
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import dropout as dropout_ops
+from ..rng import default_rng
 from ..tensor import Function, Tensor
 from ._checks import float_input
 
@@ -36,7 +37,6 @@ def _check_p(p, op):
 
 def _rng(rng, op):
     if rng is None:
-        from ..nn.init import default_rng  # lazy: nn imports functional
         return default_rng()
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"{op}: rng must be a numpy.random.Generator or None, "

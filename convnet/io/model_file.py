@@ -55,7 +55,7 @@ class _fresh_default_rng:
     def __exit__(self, *exc):
         if self._skip is not None:
             self._skip.__exit__(*exc)
-        self._init._default["rng"] = self._saved
+        self._init.set_default_rng(self._saved)
         return False
 
 

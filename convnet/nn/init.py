@@ -14,34 +14,15 @@ import math
 import numpy as np
 
 from .. import backend
+from ..rng import default_rng, get_rng, manual_seed, set_default_rng
 
-__all__ = ["manual_seed", "default_rng", "get_rng", "calculate_fan", "calculate_gain",
+__all__ = ["manual_seed", "default_rng", "get_rng", "set_default_rng", "calculate_fan",
+           "calculate_gain",
            "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal",
            "glorot_uniform", "glorot_normal", "uniform", "normal", "zeros", "ones",
            "torch_default_weight", "torch_default_bias", "skip_init", "is_init_skipped"]
 
-_default = {"rng": np.random.default_rng(0), "skip": False}
-
-
-def manual_seed(seed: int) -> np.random.Generator:
-    """Reseed convnet's default generator and return it."""
-    _default["rng"] = np.random.default_rng(seed)
-    return _default["rng"]
-
-
-def default_rng() -> np.random.Generator:
-    return _default["rng"]
-
-
-def get_rng(rng) -> np.random.Generator:
-    if rng is None:
-        return _default["rng"]
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, "
-                        f"got {type(rng).__name__}")
-    return rng
+_default = {"skip": False}
 
 
 def calculate_fan(shape) -> tuple[int, int]:
