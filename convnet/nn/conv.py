@@ -7,14 +7,10 @@ from ..functional.conv import convnd_params
 from ..ops.pad import check_pads
 from ..ops.shape import as_tuple, check_positive, effective_kernel, resolve_padding
 from . import init
+from ._checks import check_channels
 from .module import Module, Parameter, Sequential, is_strict_tiling
 
 __all__ = ["Conv2d", "DepthwiseSeparableConv2d"]
-
-
-def _check_int(value, name, layer, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{layer}: {name} must be an int >= {minimum}, got {value!r}")
 
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -38,12 +34,7 @@ class _ConvNd(Module):
                  dilation=1, groups=1, bias=True, padding_mode="zeros", rng=None, dtype=None):
         super().__init__()
         name, nd = type(self).__name__, self._ndim
-        _check_int(in_channels, "in_channels", name)
-        _check_int(out_channels, "out_channels", name)
-        _check_int(groups, "groups", name)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
+        check_channels(name, in_channels, out_channels, groups)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of {PADDING_MODES}, "
                              f"got {padding_mode!r}")

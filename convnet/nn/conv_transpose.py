@@ -7,7 +7,7 @@ from ..functional.conv_transpose import conv_transpose2d_params
 from ..ops.conv_transpose import conv_transpose_output_size
 from ..ops.shape import as_tuple, check_positive, resolve_padding
 from . import init
-from .conv import _check_int
+from ._checks import check_channels
 from .module import Module, Parameter
 
 __all__ = ["ConvTranspose2d"]
@@ -58,12 +58,7 @@ class ConvTranspose2d(Module):
                  output_padding=0, groups=1, bias=True, dilation=1, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_int(in_channels, "in_channels", name)
-        _check_int(out_channels, "out_channels", name)
-        _check_int(groups, "groups", name)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels={out_channels}")
+        check_channels(name, in_channels, out_channels, groups)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = as_tuple(kernel_size, 2, "kernel_size", name)
         self.stride = as_tuple(stride, 2, "stride", name)

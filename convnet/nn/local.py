@@ -8,7 +8,7 @@ from .. import functional as F
 from ..functional.local import local2d_params
 from ..ops.shape import as_tuple, check_positive, resolve_padding
 from . import init
-from .conv import _check_int
+from ._checks import check_int
 from .module import Module, Parameter, is_strict_tiling
 
 __all__ = ["LocallyConnected2d"]
@@ -52,8 +52,8 @@ class LocallyConnected2d(Module):
                  input_size=None, bias=True, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_int(in_channels, "in_channels", name)
-        _check_int(out_channels, "out_channels", name)
+        check_int(in_channels, "in_channels", name)
+        check_int(out_channels, "out_channels", name)
         if input_size is None:
             raise ValueError(f"{name}: input_size=(H, W) is required (it sets the number of "
                              f"output positions), got None")

@@ -7,7 +7,7 @@ from ..functional.conv import conv2d_params
 from ..ops.shape import as_tuple, check_positive, effective_kernel, resolve_padding
 from ..tensor import concatenate
 from . import init
-from .conv import _check_int
+from ._checks import check_channels
 from .module import Module, Parameter, is_strict_tiling
 
 __all__ = ["MixedDilationConv2d"]
@@ -56,12 +56,8 @@ class MixedDilationConv2d(Module):
                  stride=1, padding="same", groups=1, bias=True, rng=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_int(in_channels, "in_channels", name)
-        _check_int(out_channels_per_rate, "out_channels_per_rate", name)
-        _check_int(groups, "groups", name)
-        if in_channels % groups or out_channels_per_rate % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels={in_channels} "
-                             f"and out_channels_per_rate={out_channels_per_rate}")
+        check_channels(name, in_channels, out_channels_per_rate, groups,
+                       out_name="out_channels_per_rate")
         if not isinstance(rates, (tuple, list)) or not rates:
             raise TypeError(f"{name}: rates must be a non-empty tuple of dilation rates, "
                             f"got {rates!r}")

@@ -6,14 +6,10 @@ import numpy as np
 
 from .. import functional as F
 from . import init
+from ._checks import check_int
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm"]
-
-
-def _check_int(value, name, layer, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{layer}: {name} must be an int >= {minimum}, got {value!r}")
 
 
 def _check_eps(eps, layer):
@@ -32,7 +28,7 @@ class _BatchNorm(Module):
                  track_running_stats=True, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_int(num_features, "num_features", name)
+        check_int(num_features, "num_features", name)
         _check_eps(eps, name)
         if momentum is not None and (isinstance(momentum, bool)
                                      or not isinstance(momentum, (int, float))
@@ -204,7 +200,7 @@ class LayerNorm(Module):
         if not shape:
             raise ValueError(f"{name}: normalized_shape must not be empty, got {shape}")
         for s in shape:
-            _check_int(s, "normalized_shape entries", name)
+            check_int(s, "normalized_shape entries", name)
         _check_eps(eps, name)
         self.normalized_shape = tuple(int(s) for s in shape)
         self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
@@ -262,8 +258,8 @@ class GroupNorm(Module):
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_int(num_groups, "num_groups", name)
-        _check_int(num_channels, "num_channels", name)
+        check_int(num_groups, "num_groups", name)
+        check_int(num_channels, "num_channels", name)
         _check_eps(eps, name)
         if num_channels % num_groups:
             raise ValueError(f"{name}: num_groups={num_groups} does not divide "
