@@ -23,6 +23,7 @@ import weakref
 import numpy as np
 
 from . import backend
+from .ops.algo import owned as _owned
 
 _state = threading.local()
 
@@ -208,6 +209,11 @@ class Tensor:
                         stack.append((parent, False))
 
         grads: dict[int, np.ndarray] = {id(root): grad}
+        with _owned():                                    # one BLAS thread; see ops.algo
+            self._backward_pass(order, grads, retain_graph)
+
+    @staticmethod
+    def _backward_pass(order, grads, retain_graph) -> None:
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
@@ -382,7 +388,8 @@ class Function:
                 needs.append(False)
                 arrays.append(a)
         ctx.needs_input_grad = tuple(needs)
-        out = ctx.forward(*arrays, **kwargs)
+        with _owned():                                    # one BLAS thread; see ops.algo
+            out = ctx.forward(*arrays, **kwargs)
         del arrays
         result = Tensor._wrap(out, False)
         if True in needs and is_grad_enabled():

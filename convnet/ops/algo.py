@@ -143,15 +143,22 @@ def choose(x_shape, w_shape, stride, pads, dilation, groups, dtype, timer=None) 
     return name
 
 
-# ---- execution: independent blocks on parallel threads ----------------------
+# ---- execution: one owner for the cores ---------------------------------------
 #
 # NumPy's copies and elementwise ufuncs run on one core, while the BLAS spreads each
-# matmul over its own threads.  The conv algorithms cut their work into independent
-# blocks (im2col row bands, Winograd tile blocks); ``run_blocks`` hands the blocks to
-# a pool of ``num_threads()`` Python threads and sets the BLAS to one thread meanwhile,
-# so copies, transforms and GEMMs all run on every core (NumPy releases the GIL inside
-# each of them).  Each block is computed whole by one thread and results are combined
-# in block order, so outputs do not depend on scheduling.
+# matmul over its own threads.  Two thread pools on two cores fight: after a threaded
+# BLAS call OpenBLAS's worker threads spin-wait for their next job for about a tenth
+# of a second, and a spinning thread takes half a core from whatever runs next (a
+# Winograd forward of VGG's conv1_2 measured 27 ms right after a threaded matmul,
+# 15 ms without).  So convnet keeps one owner for the cores: while a convnet op runs
+# (``owned()``, entered by the tape around every forward and backward), the BLAS is
+# set to one thread and never wakes its own workers, and the parallelism comes from
+# one pool of ``num_threads()`` Python threads:
+#   ``run_blocks``  independent blocks of a conv (im2col row bands, Winograd tiles);
+#   ``matmul``      one large GEMM cut into row (or column) bands.
+# NumPy releases the GIL inside copies, ufuncs and BLAS calls, so the pool's threads
+# run on every core.  Each block is computed whole by one thread and results are
+# combined in block order, so outputs do not depend on scheduling.
 
 _exec = {"threads": None, "pool": None, "blas": None, "depth": 0, "saved": None}
 _exec_lock = threading.Lock()
@@ -195,7 +202,11 @@ def num_threads() -> int:
     (``OPENBLAS_NUM_THREADS``), else ``os.cpu_count()``."""
     if _exec["threads"] is None:
         blas = _blas()
-        n = blas[0][1]() if blas else int(os.environ.get("OMP_NUM_THREADS", 0) or 0)
+        with _exec_lock:  # inside ``owned()`` the BLAS reads 1: use the count it had
+            if _exec["depth"] > 0 and blas:
+                n = _exec["saved"][0]
+            else:
+                n = blas[0][1]() if blas else int(os.environ.get("OMP_NUM_THREADS", 0) or 0)
         _exec["threads"] = max(1, n or os.cpu_count() or 1)
     return _exec["threads"]
 
@@ -211,23 +222,82 @@ def set_num_threads(n: int) -> None:
         _exec["pool"] = None
 
 
-@contextlib.contextmanager
-def _single_threaded_blas():
-    blas = _blas()
-    with _exec_lock:
-        if _exec["depth"] == 0:
-            _exec["saved"] = [get() for _, get in blas]
-            for set_, _ in blas:
-                set_(1)
-        _exec["depth"] += 1
-    try:
-        yield
-    finally:
+class _Owned:
+    """Context manager: the BLAS runs one thread inside the block (re-entrant, cheap)."""
+
+    def __enter__(self):
+        blas = _blas()
+        with _exec_lock:
+            if _exec["depth"] == 0:
+                _exec["saved"] = [get() for _, get in blas]
+                for set_, _ in blas:
+                    set_(1)
+            _exec["depth"] += 1
+        return self
+
+    def __exit__(self, *exc):
         with _exec_lock:
             _exec["depth"] -= 1
             if _exec["depth"] == 0:
-                for (set_, _), n in zip(blas, _exec["saved"]):
+                for (set_, _), n in zip(_blas(), _exec["saved"]):
                     set_(n)
+        return False
+
+
+_OWNED = _Owned()
+
+
+def owned() -> _Owned:
+    """``with owned():`` -- convnet owns the cores: one BLAS thread, parallel work goes
+    through ``run_blocks`` and ``matmul``.  Nested uses cost a lock and a counter."""
+    return _OWNED
+
+
+def in_worker() -> bool:
+    return getattr(_local, "in_worker", False)
+
+
+PARALLEL_FLOPS = 4 << 20   # a GEMM below this many FLOPs runs on one thread
+
+
+def matmul(a, b, out=None):
+    """``np.matmul(a, b, out=out)`` on every core of the pool.
+
+    2-D products cut the larger of M and N into ``num_threads()`` bands; stacked ones
+    (one batch axis, either operand broadcast) cut the batch, or the rows when the batch
+    is short.  Each band is one single-threaded BLAS call writing straight into ``out``.
+    Small products, vectors, calls from inside a pool worker, and runs without a
+    controllable BLAS are one plain ``np.matmul``."""
+    import numpy as np
+    t = num_threads()
+    if (a.ndim < 2 or b.ndim < 2 or a.ndim > 3 or b.ndim > 3 or t < 2 or in_worker()
+            or not _blas()):
+        return np.matmul(a, b, out=out)
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    count = int(np.prod(batch, dtype=np.int64)) if batch else 1
+    if 2 * count * m * k * n < PARALLEL_FLOPS:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty(batch + (m, n), np.result_type(a.dtype, b.dtype))
+    if batch:
+        a = np.broadcast_to(a, batch + (m, k))
+        b = np.broadcast_to(b, batch + (k, n))
+        if count >= t:
+            bands = [slice(i * count // t, (i + 1) * count // t) for i in range(t)]
+            run_blocks(lambda s: np.matmul(a[s], b[s], out=out[s]), bands)
+            return out
+    if max(m, n) < 2 * t:
+        return np.matmul(a, b, out=out)
+    rows = m >= n
+    size = m if rows else n
+    bands = [slice(i * size // t, (i + 1) * size // t) for i in range(t)]
+    if rows:
+        run_blocks(lambda s: np.matmul(a[..., s, :], b, out=out[..., s, :]), bands)
+    else:
+        run_blocks(lambda s: np.matmul(a, b[..., s], out=out[..., s]), bands)
+    return out
 
 
 def run_blocks(fn, blocks, parallel: bool = True) -> list:
@@ -250,7 +320,7 @@ def run_blocks(fn, blocks, parallel: bool = True) -> list:
         _local.in_worker = True
         return fn(b)
 
-    with _single_threaded_blas():
+    with _OWNED:
         return list(pool.map(work, blocks))
 
 

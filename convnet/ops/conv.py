@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from . import algo, winograd
+from .algo import matmul
 from .im2col import (
     bias_grad,
     col2im,
@@ -89,7 +90,7 @@ def _im2col_forward(x, w, b, stride, pads, dilation, groups):
                 .transpose(5, 0, 1, 2, 3, 4, 6).reshape(g, m, k))  # (G, M, K)
         wg = (w.reshape(kh, kw, cg, g, fg)
               .transpose(3, 0, 1, 2, 4).reshape(g, k, fg))         # (G, K, F/G)
-        out = (cols @ wg).transpose(1, 0, 2).reshape(n, out_h, out_w, f)  # gmk,gkf -> m(gf)
+        out = matmul(cols, wg).transpose(1, 0, 2).reshape(n, out_h, out_w, f)  # gmk,gkf -> m(gf)
         if b is not None:
             out += b
     # groups == 1 keeps the input, not the columns: backward rebuilds them block by block.
@@ -122,12 +123,12 @@ def _im2col_backward(dout, cache, need):
     m, k, fg = n * out_h * out_w, kh * kw * cg, f // g
     dout_g = dout.reshape(m, g, fg).transpose(1, 0, 2)             # (G, M, F/G)
     if need[1]:
-        dwg = cols.transpose(0, 2, 1) @ dout_g                     # gkm,gmf -> gkf
+        dwg = matmul(cols.transpose(0, 2, 1), dout_g)              # gkm,gmf -> gkf
         dw = (dwg.reshape(g, kh, kw, cg, fg)
               .transpose(1, 2, 3, 0, 4).reshape(w.shape))          # (KH, KW, C/G, F)
     if need[0]:
         wg = w.reshape(kh, kw, cg, g, fg).transpose(3, 0, 1, 2, 4).reshape(g, k, fg)
-        dcols = dout_g @ wg.transpose(0, 2, 1)                     # gmf,gfk -> gmk
+        dcols = matmul(dout_g, wg.transpose(0, 2, 1))              # gmf,gfk -> gmk
         dcols = (dcols.reshape(g, n, out_h, out_w, kh, kw, cg)
                  .transpose(1, 2, 3, 4, 5, 0, 6)
                  .reshape(n, out_h, out_w, kh, kw, g * cg))        # (N, OH, OW, KH, KW, C)

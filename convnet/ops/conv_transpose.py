@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .algo import matmul
 from .conv import col2im2d, pad_nhwc, unpad_nhwc, windows2d
 
 
@@ -55,7 +56,7 @@ def conv_transpose2d_forward(x, w, b, stride, pads, output_padding, dilation, gr
     padded_shape = (n, out_h + sum(pads[0]), out_w + sum(pads[1]), f)
     m = n * h * wd
     x_g = x.reshape(m, g, c // g).transpose(1, 0, 2)               # (G, M, C/G)
-    dcols = x_g @ _group_weight(w, g).transpose(0, 2, 1)           # gmc,gck -> gmk
+    dcols = matmul(x_g, _group_weight(w, g).transpose(0, 2, 1))    # gmc,gck -> gmk
     dcols = (dcols.reshape(g, n, h, wd, kh, kw, fg)
              .transpose(1, 2, 3, 4, 5, 0, 6)
              .reshape(n, h, wd, kh, kw, f))                        # (N, H, W, KH, KW, C_out)
@@ -90,11 +91,11 @@ def conv_transpose2d_backward(dout, cache, need=(True, True, True)):
             .transpose(5, 0, 1, 2, 3, 4, 6)
             .reshape(g, m, kh * kw * fg))                          # (G, M, K)
     if need[0]:
-        dx_g = cols @ _group_weight(w, g)                          # gmk,gkc -> gmc
+        dx_g = matmul(cols, _group_weight(w, g))                   # gmk,gkc -> gmc
         dx = dx_g.transpose(1, 0, 2).reshape(n, h, wd, c)          # (N, H, W, C_in)
     if need[1]:
         x_g = x.reshape(m, g, c // g).transpose(1, 0, 2)           # (G, M, C/G)
-        dw_g = cols.transpose(0, 2, 1) @ x_g                       # gkm,gmc -> gkc
+        dw_g = matmul(cols.transpose(0, 2, 1), x_g)                # gkm,gmc -> gkc
         dw = (dw_g.reshape(g, kh, kw, fg, c // g)
               .transpose(1, 2, 3, 0, 4).reshape(w.shape))          # (KH, KW, C_out/G, C_in)
     return dx, dw, db

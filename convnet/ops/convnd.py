@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .algo import matmul
 from .conv import conv2d_backward, conv2d_forward, pad_nhwc, unpad_nhwc
 
 # ---- 1-D: the 2-D op on a height-1 view ------------------------------------
@@ -89,7 +90,7 @@ def conv3d_forward(x, w, b, stride, pads, dilation, groups=1):
         cols = (win.reshape(n, *osz, kd, kh, kw, g, cg)
                 .transpose(7, 0, 1, 2, 3, 4, 5, 6, 8).reshape(g, m, k))  # (G, M, K)
     wg = w.reshape(kd * kh * kw, cg, g, f // g).transpose(2, 0, 1, 3).reshape(g, k, f // g)
-    out = (cols @ wg).transpose(1, 0, 2).reshape(m, f)             # gmk,gkf -> m(gf)
+    out = matmul(cols, wg).transpose(1, 0, 2).reshape(m, f)        # gmk,gkf -> m(gf)
     if b is not None:
         out += b
     out = out.reshape(n, *osz, f)                                  # (N, OD, OH, OW, F)
@@ -108,11 +109,11 @@ def conv3d_backward(dout, cache, need=(True, True, True)):
     if has_bias and need[2]:
         db = dout.reshape(m, f).sum(axis=0)                        # (F,)
     if need[1]:
-        dwg = cols.transpose(0, 2, 1) @ dout_g                     # gkm,gmf -> gkf
+        dwg = matmul(cols.transpose(0, 2, 1), dout_g)              # gkm,gmf -> gkf
         dw = (dwg.reshape(g, kd * kh * kw, cg, f // g)
               .transpose(1, 2, 0, 3).reshape(w_shape))             # (KD, KH, KW, C/G, F)
     if need[0]:
-        dcols = dout_g @ wg.transpose(0, 2, 1)                     # gmf,gfk -> gmk
+        dcols = matmul(dout_g, wg.transpose(0, 2, 1))              # gmf,gfk -> gmk
         dcols = (dcols.reshape(g, n, *osz, kd, kh, kw, cg)
                  .transpose(1, 2, 3, 4, 5, 6, 7, 0, 8)
                  .reshape(n, *osz, kd, kh, kw, g * cg))            # (N, OD, OH, OW, KD, KH, KW, C)

@@ -30,7 +30,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .algo import run_blocks, run_reduce
+from .algo import matmul, num_threads, run_blocks, run_reduce
 
 BLOCK_BYTES = 2 << 20     # target size of one block of columns
 
@@ -164,7 +164,7 @@ def gemm_conv(x_pad, w, stride, dilation, out_h, out_w, out=None, b=None) -> np.
         _, cols_mk = _columns(x_pad, win, blk, w.shape, stride, dilation, out_w, dtype,
                               b is not None)
         rows = cols_mk.shape[0]
-        np.matmul(cols_mk, w2, out=out[blk].reshape(rows, f))            # mk,kf -> mf
+        matmul(cols_mk, w2, out=out[blk].reshape(rows, f))               # mk,kf -> mf
 
     row_bytes = out_w * w2.shape[0] * dtype.itemsize
     run_blocks(block, blocks(n, out_h, row_bytes, w2.nbytes),
@@ -189,7 +189,7 @@ def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False):
                               with_bias)
         rows = cols_km.shape[1]
         part = scratch("dw", (kx, f), dtype)
-        np.matmul(cols_km, dout[blk].reshape(rows, f), out=part)         # km,mf -> kf
+        matmul(cols_km, dout[blk].reshape(rows, f), out=part)            # km,mf -> kf
         return part
 
     row_bytes = out_w * kx * dtype.itemsize
@@ -201,11 +201,16 @@ def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False):
 
 
 def bias_grad(dout) -> np.ndarray:
-    """db = dout summed over every axis but the last, as a BLAS matrix-vector product
-    (ones @ dout: one pass at memory speed, 2-3x faster than ``sum(axis=0)``)."""
+    """db = dout summed over every axis but the last, as BLAS matrix-vector products
+    (ones @ dout: one pass at memory speed, 2-3x faster than ``sum(axis=0)``), one row
+    band per thread of the pool."""
     f = dout.shape[-1]
     d2 = dout.reshape(-1, f)                                             # (M, F)
-    return np.ones(d2.shape[0], d2.dtype) @ d2                           # m,mf -> f
+    m = d2.shape[0]
+    t = num_threads() if d2.nbytes >= (1 << 20) else 1
+    bands = [slice(i * m // t, (i + 1) * m // t) for i in range(t)]
+    return run_reduce(lambda s: np.ones(s.stop - s.start, d2.dtype) @ d2[s], bands, (f,),
+                      d2.dtype, parallel=t > 1)                          # m,mf -> f
 
 
 def pad_or_crop(a, pads):
@@ -254,7 +259,7 @@ def input_grad_strided(dout, w, padded_shape, stride, dilation) -> np.ndarray:
     sh, sw = stride
     dh, dw = dilation
     w_taps = w.reshape(kh * kw, c, f).transpose(0, 2, 1)                 # (KH*KW, F, C)
-    dcols = np.matmul(dout.reshape(n * out_h * out_w, f), w_taps)        # mf,tfc -> tmc
+    dcols = matmul(dout.reshape(n * out_h * out_w, f), w_taps)           # mf,tfc -> tmc
     dcols = dcols.reshape(kh, kw, n, out_h, out_w, c)                    # (KH, KW, N, OH, OW, C)
     dx_pad = np.zeros(padded_shape, dtype=dcols.dtype)                   # (N, Hp, Wp, C)
     for i in range(kh):
@@ -274,7 +279,7 @@ def conv1x1_forward(x, w, stride):
     x_sub = x if (sh, sw) == (1, 1) else x[:, ::sh, ::sw]                # (N, OH, OW, C)
     n, out_h, out_w, c = x_sub.shape
     f = w.shape[3]
-    out = x_sub.reshape(-1, c) @ w.reshape(c, f)                         # mc,cf -> mf
+    out = matmul(x_sub.reshape(-1, c), w.reshape(c, f))                  # mc,cf -> mf
     return out.reshape(n, out_h, out_w, f), x_sub
 
 
@@ -284,9 +289,9 @@ def conv1x1_backward(dout, x_sub, w, x_shape, stride, need):
     dout2 = dout.reshape(-1, f)                                          # (M, F)
     dx = dw = None
     if need[1]:
-        dw = (x_sub.reshape(-1, c).T @ dout2).reshape(w.shape)           # cm,mf -> cf
+        dw = matmul(x_sub.reshape(-1, c).T, dout2).reshape(w.shape)      # cm,mf -> cf
     if need[0]:
-        dx_sub = (dout2 @ w.reshape(c, f).T).reshape(n, out_h, out_w, c)  # mf,fc -> mc
+        dx_sub = matmul(dout2, w.reshape(c, f).T).reshape(n, out_h, out_w, c)  # mf,fc -> mc
         if tuple(stride) == (1, 1):
             dx = dx_sub
         else:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .algo import matmul
+
 
 def linear_forward(x, w, b=None):
     """Returns ``(out, cache)``; ``out`` is (..., OUT)."""
-    out = x @ w                                         # (..., IN) @ (IN, OUT) -> (..., OUT)
+    out = matmul(x.reshape(-1, w.shape[0]), w).reshape(x.shape[:-1] + w.shape[1:])  # mi,io -> mo
     if b is not None:
         out += b
     return out, (x, w, b is not None)
@@ -30,9 +32,9 @@ def linear_backward(dout, cache, need=(True, True, True)):
     dout2 = dout.reshape(-1, n_out)                     # (M, OUT)
     dx = dw = db = None
     if need[0]:
-        dx = (dout2 @ w.T).reshape(x.shape)             # mo,oi -> mi -> (..., IN)
+        dx = matmul(dout2, w.T).reshape(x.shape)        # mo,oi -> mi -> (..., IN)
     if need[1]:
-        dw = x.reshape(-1, n_in).T @ dout2              # im,mo -> io
+        dw = matmul(x.reshape(-1, n_in).T, dout2)       # im,mo -> io
     if has_bias and len(need) > 2 and need[2]:
         db = dout2.sum(axis=0)                          # (OUT,)
     return dx, dw, db

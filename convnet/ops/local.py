@@ -21,6 +21,7 @@ matmuls and the ``col2im2d`` scatter (a loop over kernel taps only).
 
 from __future__ import annotations
 
+from .algo import matmul
 from .conv import col2im2d, pad_nhwc, unpad_nhwc, windows2d
 
 
@@ -33,7 +34,7 @@ def local2d_forward(x, w, b, stride, pads):
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
     win = windows2d(x_pad, kh, kw, sh, sw, 1, 1, out_h, out_w)     # (N, OH, OW, KH, KW, C)
     cols = win.reshape(n, p, k).transpose(1, 0, 2).copy()          # (P, N, K)
-    out = cols @ w.reshape(p, k, f)                                # pnk,pkf -> pnf
+    out = matmul(cols, w.reshape(p, k, f))                         # pnk,pkf -> pnf
     out = out.transpose(1, 0, 2).reshape(n, out_h, out_w, f)       # (N, OH, OW, F)
     if b is not None:
         out = out + b
@@ -52,9 +53,9 @@ def local2d_backward(dout, cache, need=(True, True, True)):
         db = dout.sum(axis=0)                                      # (OH, OW, F)
     dout_p = dout.reshape(n, p, f).transpose(1, 0, 2)              # (P, N, F)
     if need[1]:
-        dw = (cols.transpose(0, 2, 1) @ dout_p).reshape(w.shape)   # pkn,pnf -> pkf
+        dw = matmul(cols.transpose(0, 2, 1), dout_p).reshape(w.shape)  # pkn,pnf -> pkf
     if need[0]:
-        dcols = dout_p @ w.reshape(p, k, f).transpose(0, 2, 1)     # pnf,pfk -> pnk
+        dcols = matmul(dout_p, w.reshape(p, k, f).transpose(0, 2, 1))  # pnf,pfk -> pnk
         dcols = dcols.transpose(1, 0, 2).reshape(n, out_h, out_w, kh, kw, c)
         dx = unpad_nhwc(col2im2d(dcols, padded_shape, sh, sw, 1, 1), pads)  # (N, H, W, C)
     return dx, dw, db

@@ -39,7 +39,7 @@ from collections import OrderedDict
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .algo import run_blocks, run_reduce
+from .algo import matmul, run_blocks, run_reduce
 from .im2col import bias_grad, scratch
 
 BLOCK_BYTES = 2 << 20     # target size of one block of transformed input tiles
@@ -98,7 +98,7 @@ def weight_transform(w: np.ndarray, m: int, dtype) -> np.ndarray:
     kg = kron_matrices(m, dtype)[1]
 
     def transform():
-        return (kg @ w.reshape(9, c * f).astype(dtype, copy=False)).reshape(a2, c, f)
+        return matmul(kg, w.reshape(9, c * f).astype(dtype, copy=False)).reshape(a2, c, f)
 
     if a2 * c * f * np.dtype(dtype).itemsize < UCACHE_MIN_BYTES:
         return transform()
@@ -210,7 +210,7 @@ def _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype):
     d = scratch("wino_b", (a * a, nb * tb * tw * c), dtype)
     np.copyto(d.reshape(a, a, nb, tb, tw, c), view)                      # (a, a, Nb, TB, TW, C)
     v = scratch("wino_c", (a * a, nb * tb * tw, c), dtype)
-    np.matmul(kb, d, out=v.reshape(a * a, -1))                           # (a*a, Pb, C)
+    matmul(kb, d, out=v.reshape(a * a, -1))                           # (a*a, Pb, C)
     return v
 
 
@@ -232,9 +232,9 @@ def winograd_forward(x, w, b, pads, m=4):
         nb, tb = bi.stop - bi.start, bt.stop - bt.start
         v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)            # (a*a, Pb, C)
         mm = scratch("wino_d", (a * a, nb * tb * tw, f), dtype)
-        np.matmul(v, u, out=mm)                                          # pc,cf -> pf per point
+        matmul(v, u, out=mm)                                          # pc,cf -> pf per point
         y = scratch("wino_b", (m, m, nb, tb, tw, f), dtype)
-        np.matmul(ka, mm.reshape(a * a, -1), out=y.reshape(m * m, -1))   # (m*m, Pb*F)
+        matmul(ka, mm.reshape(a * a, -1), out=y.reshape(m * m, -1))   # (m*m, Pb*F)
         y = y.transpose(2, 3, 0, 4, 1, 5).reshape(nb, tb * m, tw * m, f)  # (Nb, TB*m, TW*m, F)
         r0 = bt.start * m
         rows = min(bt.stop * m, out_h) - r0
@@ -278,17 +278,17 @@ def winograd_backward(dout, cache, need=(True, True, True)):
         dy = scratch("wino_e", (m, m, nb, tb, tw, f), dtype)
         np.copyto(dy, dyb.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5))
         dm = scratch("wino_d", (a * a, pb, f), dtype)
-        np.matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
+        matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
         du = None
         if need[1]:
             v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)        # (a*a, Pb, C)
             du = scratch("wino_u", (a * a, c, f), dtype)
-            np.matmul(v.transpose(0, 2, 1), dm, out=du)                  # cp,pf -> cf per point
+            matmul(v.transpose(0, 2, 1), dm, out=du)                  # cp,pf -> cf per point
         if need[0]:
             dv = scratch("wino_b", (a * a, pb, c), dtype)
-            np.matmul(dm, ut, out=dv)                                    # pf,fc -> pc per point
+            matmul(dm, ut, out=dv)                                    # pf,fc -> pc per point
             dd = scratch("wino_c", (a, a, nb, tb, tw, c), dtype)
-            np.matmul(kb.T, dv.reshape(a * a, -1), out=dd.reshape(a * a, -1))
+            matmul(kb.T, dv.reshape(a * a, -1), out=dd.reshape(a * a, -1))
             dg = scratch("wino_a", (nb, tb * m + m, tw * m + m, c), dtype)
             dg[...] = 0
             _add_tiles(dg, dd, m)                                        # (Nb, TB*m+m, TW*m+m, C)
@@ -302,7 +302,7 @@ def winograd_backward(dout, cache, need=(True, True, True)):
         du = run_reduce(block, blks, (a * a, c, f), dtype)               # (a*a, C, F)
     dw = None
     if need[1]:
-        dw = (kg.T @ du.reshape(a * a, c * f)).reshape(3, 3, c, f)       # (3, 3, C, F)
+        dw = matmul(kg.T, du.reshape(a * a, c * f)).reshape(3, 3, c, f)  # (3, 3, C, F)
     return dx, dw, db
 
 

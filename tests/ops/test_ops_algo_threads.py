@@ -1,0 +1,107 @@
+"""The execution model of ops.algo: ``owned()`` (one BLAS thread while convnet runs)
+and ``matmul`` (one GEMM cut into bands on the pool)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convnet
+from convnet import nn
+from convnet.ops import algo
+
+needs_blas = pytest.mark.skipif(not algo._blas(), reason="no controllable OpenBLAS in this NumPy")
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two pool threads and a tiny split threshold, so every product below is cut."""
+    prev = algo.num_threads()
+    algo.set_num_threads(2)
+    monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)
+    yield
+    algo.set_num_threads(prev)
+
+
+@pytest.mark.parametrize("sa, sb", [
+    ((37, 11), (11, 5)),           # rows cut
+    ((3, 11), (11, 41)),           # columns cut
+    ((5, 7, 11), (5, 11, 3)),      # batch cut
+    ((7, 11), (5, 11, 3)),         # left operand broadcast over the batch
+    ((1, 19, 4), (4, 9)),          # batch of one: rows cut
+    ((2, 3, 4), (4, 1)),           # too small to cut
+    ((9,), (9, 4)),                # a vector: plain matmul
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_equals_numpy(sa, sb, dtype, two_threads, rng):
+    a = rng.standard_normal(sa).astype(dtype)
+    b = rng.standard_normal(sb).astype(dtype)
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    with algo.owned():
+        got = algo.matmul(a, b)
+    assert got.shape == want.shape and got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_matmul_writes_into_out_and_views(two_threads, rng):
+    a = rng.standard_normal((40, 30)).T             # a transposed view, (30, 40)
+    b = rng.standard_normal((40, 50))[:, ::2]       # a strided view, (40, 25)
+    out = np.full((30, 25), np.nan)
+    assert algo.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_matmul_is_repeatable_bit_for_bit(two_threads, rng):
+    a, b = rng.standard_normal((64, 33)), rng.standard_normal((33, 17))
+    first = algo.matmul(a, b)
+    for _ in range(5):
+        assert np.array_equal(algo.matmul(a, b), first)
+
+
+@needs_blas
+def test_owned_sets_one_blas_thread_and_restores_it():
+    getters = [get for _, get in algo._blas()]
+    before = [get() for get in getters]
+    with algo.owned():
+        assert [get() for get in getters] == [1] * len(getters)
+        with algo.owned():                          # re-entrant
+            assert [get() for get in getters] == [1] * len(getters)
+        assert [get() for get in getters] == [1] * len(getters)
+    assert [get() for get in getters] == before
+
+
+@needs_blas
+def test_owned_restores_after_an_exception():
+    getters = [get for _, get in algo._blas()]
+    before = [get() for get in getters]
+    with pytest.raises(ZeroDivisionError):
+        with algo.owned():
+            1 / 0
+    assert [get() for get in getters] == before
+
+
+@needs_blas
+def test_thread_count_first_read_inside_owned_is_the_blas_count(monkeypatch):
+    """The pool's size must not be read from the BLAS while owned() has set it to 1."""
+    before = algo._blas()[0][1]()
+    monkeypatch.setitem(algo._exec, "threads", None)
+    with algo.owned():
+        assert algo.num_threads() == max(1, before)
+
+
+@needs_blas
+def test_tape_runs_ops_with_one_blas_thread(monkeypatch):
+    """Forward and backward through the tape run inside owned(): the BLAS reads 1 there."""
+    seen = []
+    real = algo.matmul
+
+    def spy(a, b, out=None):
+        seen.append(algo._blas()[0][1]())
+        return real(a, b, out=out)
+
+    monkeypatch.setattr("convnet.ops.linear.matmul", spy)
+    layer = nn.Linear(4, 3)
+    loss = layer(convnet.Tensor(np.ones((2, 4), np.float32))).sum()
+    loss.backward()
+    assert len(seen) == 2 and set(seen) == {1}      # forward and dW (the input needs no dx)
