@@ -5,6 +5,8 @@ Algorithms (see ``ops.im2col`` and ``ops.winograd``):
     "gemm1x1"    1x1 kernel without padding: one GEMM on the pixel matrix
     "winograd2"  Winograd F(2x2,3x3): 3x3, stride 1, dilation 1, groups 1
     "winograd4"  Winograd F(4x4,3x3): same shapes, 4x fewer multiplies than direct
+    "toeplitz"   row lowering + banded weight GEMM (``ops.toeplitz``): groups 1; chosen
+                 for thin, narrow inputs (LeNet's layers)
 
 ``choose`` looks the shape up in a cache; on a miss it asks ``heuristic`` (rules
 fitted to measurements on a 2-core AVX-512 Xeon, see benchmarks/RESULTS.md) or, under
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
-ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4")
+ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz")
 
 _local = threading.local()
 _cache: dict = {}
@@ -89,6 +91,8 @@ def applicable(name, x_shape, w_shape, stride, pads, dilation, groups) -> bool:
     if name in ("winograd2", "winograd4"):
         return ((kh, kw) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
                 and groups == 1)
+    if name == "toeplitz":
+        return groups == 1
     raise ValueError(f"unknown conv algorithm {name!r}")
 
 
@@ -101,6 +105,10 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups) -> str:
     """The default choice, from measured crossovers (no timing at run time)."""
     if applicable("gemm1x1", x_shape, w_shape, stride, pads, dilation, groups):
         return "gemm1x1"
+    if groups == 1:
+        from .toeplitz import applies_well
+        if applies_well(x_shape, w_shape, stride, pads, dilation, groups):
+            return "toeplitz"
     if not applicable("winograd4", x_shape, w_shape, stride, pads, dilation, groups):
         return "im2col"
     n, h, w, c = x_shape
@@ -218,7 +226,7 @@ def set_num_threads(n: int) -> None:
     with _exec_lock:
         _exec["threads"] = n
         if _exec["pool"] is not None:
-            _exec["pool"].shutdown(wait=False)
+            _exec["pool"].close()
         _exec["pool"] = None
 
 
@@ -257,7 +265,8 @@ def in_worker() -> bool:
     return getattr(_local, "in_worker", False)
 
 
-PARALLEL_FLOPS = 4 << 20   # a GEMM below this many FLOPs runs on one thread
+PARALLEL_FLOPS = 64 << 20  # a GEMM below this many FLOPs runs on one thread (a pool
+#                            round trip costs 70-100 us in this VM: see _Pool)
 
 
 def matmul(a, b, out=None):
@@ -300,28 +309,98 @@ def matmul(a, b, out=None):
     return out
 
 
+class _Worker:
+    """One pool thread, parked on a lock between jobs (a futex wait: no spinning)."""
+
+    def __init__(self):
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.job = None
+        self.thread = threading.Thread(target=self._loop, name="convnet-pool", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        _local.in_worker = True
+        while True:
+            self.go.acquire()
+            job = self.job
+            if job is None:                                  # close()
+                return
+            job()
+            self.done.release()
+
+
+class _Pool:
+    """``size - 1`` parked workers; the calling thread is the last member.
+
+    ``run`` hands every member the same job, which takes blocks from one shared counter
+    until none is left, so a worker that finishes early takes the next block.  Waking a
+    parked worker is one lock release, about 10 us -- a ``ThreadPoolExecutor.map``
+    round trip (futures, conditions) measured 85 us, too much for the 0.2 ms GEMMs of
+    small layers."""
+
+    def __init__(self, size: int):
+        self.workers = [_Worker() for _ in range(size - 1)]
+        self.busy = threading.Lock()
+
+    def run(self, fn, blocks) -> list:
+        results = [None] * len(blocks)
+        errors = []
+        counter = itertools.count()                          # next() is atomic under the GIL
+
+        def job():
+            try:
+                for i in iter(counter.__next__, None):
+                    if i >= len(blocks):
+                        return
+                    results[i] = fn(blocks[i])
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+                errors.append(exc)
+
+        for w in self.workers:
+            w.job = job
+            w.go.release()
+        was = in_worker()
+        _local.in_worker = True
+        try:
+            job()
+        finally:
+            _local.in_worker = was
+            for w in self.workers:
+                w.done.acquire()
+        if errors:
+            raise errors[0]
+        return results
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.job = None
+            w.go.release()
+
+
 def run_blocks(fn, blocks, parallel: bool = True) -> list:
     """``[fn(b) for b in blocks]``, spread over ``num_threads()`` threads when that helps.
 
     Blocks must be independent (disjoint outputs).  With ``parallel=False``, one thread,
-    one block, no controllable BLAS, or when called from inside a worker, they run in
-    turn (each BLAS call then uses the BLAS's own threads)."""
+    one block, no controllable BLAS, when called from inside a worker, or while another
+    thread is using the pool, they run in turn on the calling thread."""
     blocks = list(blocks)
     n = num_threads()
-    if (not parallel or n < 2 or len(blocks) < 2 or not _blas()
-            or getattr(_local, "in_worker", False)):
+    if not parallel or n < 2 or len(blocks) < 2 or not _blas() or in_worker():
         return [fn(b) for b in blocks]
     with _exec_lock:
         if _exec["pool"] is None:
-            _exec["pool"] = ThreadPoolExecutor(n, thread_name_prefix="convnet-conv")
+            _exec["pool"] = _Pool(n)
         pool = _exec["pool"]
-
-    def work(b):
-        _local.in_worker = True
-        return fn(b)
-
-    with _OWNED:
-        return list(pool.map(work, blocks))
+    if not pool.busy.acquire(blocking=False):
+        return [fn(b) for b in blocks]
+    try:
+        with _OWNED:
+            return pool.run(fn, blocks)
+    finally:
+        pool.busy.release()
 
 
 def run_reduce(fn, blocks, shape, dtype, parallel: bool = True):

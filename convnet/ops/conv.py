@@ -16,6 +16,7 @@ the choice, so ``conv2d_backward`` runs the matching backward:
     im2col     blocked im2col + GEMM (``ops.im2col``); the only one for groups > 1
     gemm1x1    1x1 kernels: one GEMM on the (N*H*W, C) pixel matrix
     winograd2  Winograd F(2x2,3x3), winograd4  F(4x4,3x3) (``ops.winograd``)
+    toeplitz   row lowering + banded weight GEMM, for thin inputs (``ops.toeplitz``)
 Every algorithm computes in the inputs' dtype (float32 stays float32).
 """
 
@@ -25,7 +26,7 @@ import time
 
 import numpy as np
 
-from . import algo, winograd
+from . import algo, toeplitz, winograd
 from .algo import matmul
 from .im2col import (
     bias_grad,
@@ -159,10 +160,27 @@ def _winograd_forward(m):
     return forward
 
 
+def _toeplitz_forward(x, w, b, stride, pads, dilation, groups):
+    x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
+    kh, kw = w.shape[:2]
+    out_h = (x_pad.shape[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_w = (x_pad.shape[2] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out, inner = toeplitz.toeplitz_forward(x_pad, w, b, stride, dilation, out_h, out_w)
+    return out, (inner, pads)
+
+
+def _toeplitz_backward(dout, cache, need):
+    inner, pads = cache
+    dx_pad, dw, db = toeplitz.toeplitz_backward(dout, inner, need)
+    return (None if dx_pad is None else unpad_nhwc(dx_pad, pads)), dw, db
+
+
 _FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
-            "winograd2": _winograd_forward(2), "winograd4": _winograd_forward(4)}
+            "winograd2": _winograd_forward(2), "winograd4": _winograd_forward(4),
+            "toeplitz": _toeplitz_forward}
 _BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
-             "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward}
+             "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward,
+             "toeplitz": _toeplitz_backward}
 
 
 def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):

@@ -207,7 +207,7 @@ def bias_grad(dout) -> np.ndarray:
     f = dout.shape[-1]
     d2 = dout.reshape(-1, f)                                             # (M, F)
     m = d2.shape[0]
-    t = num_threads() if d2.nbytes >= (1 << 20) else 1
+    t = num_threads() if d2.nbytes >= (8 << 20) else 1
     bands = [slice(i * m // t, (i + 1) * m // t) for i in range(t)]
     return run_reduce(lambda s: np.ones(s.stop - s.start, d2.dtype) @ d2[s], bands, (f,),
                       d2.dtype, parallel=t > 1)                          # m,mf -> f

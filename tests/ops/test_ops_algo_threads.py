@@ -105,3 +105,48 @@ def test_tape_runs_ops_with_one_blas_thread(monkeypatch):
     loss = layer(convnet.Tensor(np.ones((2, 4), np.float32))).sum()
     loss.backward()
     assert len(seen) == 2 and set(seen) == {1}      # forward and dW (the input needs no dx)
+
+
+# ---- the pool -----------------------------------------------------------------------
+
+def test_run_blocks_keeps_block_order_and_runs_every_block(two_threads):
+    seen = []
+    got = algo.run_blocks(lambda b: seen.append(b) or b * b, range(50))
+    assert got == [b * b for b in range(50)]
+    assert sorted(seen) == list(range(50))
+
+
+def test_run_blocks_reraises_a_block_error_on_the_caller(two_threads):
+    def fn(b):
+        if b == 7:
+            raise KeyError("block 7")
+        return b
+    with pytest.raises(KeyError, match="block 7"):
+        algo.run_blocks(fn, range(20))
+    assert algo.run_blocks(lambda b: b, range(4)) == [0, 1, 2, 3]   # the pool still works
+
+
+def test_nested_run_blocks_run_in_turn_inside_a_block(two_threads):
+    inner = algo.run_blocks(lambda b: algo.run_blocks(lambda c: (b, c), range(3)), range(4))
+    assert inner == [[(b, c) for c in range(3)] for b in range(4)]
+
+
+def test_two_caller_threads_share_the_pool(two_threads, rng):
+    """A caller that finds the pool busy runs its blocks itself; both get right answers."""
+    import threading
+    a, b = rng.standard_normal((200, 30)), rng.standard_normal((30, 40))
+    want = a @ b
+    results, errors = [], []
+
+    def caller():
+        try:
+            for _ in range(20):
+                results.append(np.allclose(algo.matmul(a, b), want, rtol=1e-12, atol=1e-12))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=caller) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 60 and all(results)

@@ -1,4 +1,4 @@
-"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4), forced in turn through
+"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4, toeplitz), forced in turn through
 the same oracle tests: a loop reference written here, torch, and float64 finite
 differences, always with random upstream gradients.  Plus Winograd's float32 error
 against a float64 direct conv, the blocked/threaded paths, and the algorithm cache."""
@@ -50,6 +50,8 @@ def expected_algo(name, xs, ws, stride, pads, dil, groups):
     if name == "gemm1x1":
         ok = ws[:2] == (1, 1) and groups == 1 and pads == ((0, 0), (0, 0))
         return name if ok else "im2col"
+    if name == "toeplitz":
+        return name if groups == 1 else "im2col"
     return name
 
 
@@ -210,7 +212,7 @@ def test_winograd_transforms_are_exact_in_float64(rng):
 # ---- blocks and threads ----------------------------------------------------------------
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4"])
+@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "toeplitz"])
 @pytest.mark.parametrize("shape", [(5, 10, 9, 3, 4), (1, 23, 17, 2, 3), (5, 10, 9, 6, 4),
                                    (1, 23, 17, 5, 3)],
                          ids=["image-blocks-thin", "row-bands-thin", "image-blocks",
@@ -220,6 +222,7 @@ def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
     threaded result must equal the reference and be bitwise repeatable."""
     monkeypatch.setattr(im2col, "BLOCK_BYTES", 2048)
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)                   # cut every GEMM
     prev = algo.num_threads()
     algo.set_num_threads(threads)
     try:
@@ -316,7 +319,13 @@ def test_heuristic_choices_are_cached_per_shape():
                        np.float32) == "im2col"
     assert algo.choose((4, 9, 9, 3), (3, 3, 3, 8), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
                        np.float32) == "im2col"                               # thin input
-    assert len(algo.cache_info()) == 4
+    assert algo.choose((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((0, 0), (0, 0)), (1, 1), 1,
+                       np.float32) == "toeplitz"                             # LeNet's conv1
+    assert algo.choose((64, 12, 12, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0)), (1, 1), 1,
+                       np.float32) == "toeplitz"                             # LeNet's conv2
+    assert algo.choose((1, 224, 224, 3), (5, 5, 3, 8), (1, 1), ((2, 2), (2, 2)), (1, 1), 1,
+                       np.float32) == "im2col"                               # band too wide
+    assert len(algo.cache_info()) == 7
     algo.clear_cache()
     assert algo.cache_info() == {}
 
@@ -394,3 +403,21 @@ def test_fused_conv_relu_matches_reference_and_torch(name, cfg, torch):
     o.backward(to_torch(dout, "nhwc"))
     np.testing.assert_allclose(dx, from_torch(xt.grad, "nhwc"), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(dw, from_torch(wt.grad, "hwio"), rtol=1e-9, atol=1e-12)
+
+
+# ---- the banded (Toeplitz) weight matrix ----------------------------------------------
+
+@pytest.mark.parametrize("sw, dw", [(1, 1), (2, 1), (1, 2), (3, 2)])
+def test_band_matrix_matches_its_definition(sw, dw, rng):
+    from convnet.ops.toeplitz import band_matrix
+    kh, kw, c, f = 2, 3, 2, 4
+    wp = 13
+    out_w = (wp - dw * (kw - 1) - 1) // sw + 1
+    w = rng.standard_normal((kh, kw, c, f))
+    t = band_matrix(w, wp, out_w, sw, dw, np.float64).reshape(kh, wp, c, out_w, f)
+    want = np.zeros_like(t)
+    for i in range(kh):
+        for j in range(kw):
+            for ow in range(out_w):
+                want[i, ow * sw + j * dw, :, ow, :] = w[i, j]
+    assert np.array_equal(t, want)
