@@ -325,10 +325,11 @@ class _Worker:
         _local.in_worker = True
         while True:
             self.go.acquire()
-            job = self.job
+            job, self.job = self.job, None
             if job is None:                                  # close()
                 return
             job()
+            del job                                          # hold nothing between jobs
             self.done.release()
 
 
@@ -404,24 +405,38 @@ def run_blocks(fn, blocks, parallel: bool = True) -> list:
 
 
 def run_reduce(fn, blocks, shape, dtype, parallel: bool = True):
-    """The sum of ``fn(b)`` over ``blocks``, in parallel; ``fn`` may return a scratch
-    array (used at once) or None.
+    """The sum of ``fn(b, out)`` over ``blocks``, in parallel.
 
-    The blocks are dealt in order into one contiguous lane per thread; each lane adds its
-    results into an accumulator made here, on the calling thread, and the lanes are added
-    in order.  So no partial result outlives its block, worker threads allocate nothing,
-    and for a given thread count the rounding -- the result, bit for bit -- never changes."""
+    ``fn(b, out)`` returns block b's partial sum, or None for nothing.  When ``out`` is an
+    array the partial is written there (and ``out`` returned); when it is None, ``fn`` may
+    return a scratch array, which is added at once.
+
+    The blocks are dealt in order into one contiguous lane per thread.  A lane's first
+    block writes straight into the lane's accumulator (made here, on the calling thread),
+    so a lane of one block needs no scratch at all; later blocks are added into it, and
+    the lanes are added in order.  So no partial outlives its block, worker threads
+    allocate nothing, and for a given thread count the rounding -- the result, bit for bit
+    -- never changes."""
     import numpy as np
     blocks = list(blocks)
     k = max(1, min(num_threads() if parallel else 1, len(blocks)))
     lanes = [blocks[i * len(blocks) // k:(i + 1) * len(blocks) // k] for i in range(k)]
-    accs = [np.zeros(shape, dtype) for _ in lanes]
+    accs = [np.empty(shape, dtype) for _ in lanes]
 
     def lane(i):
+        acc, first = accs[i], True
         for b in lanes[i]:
-            part = fn(b)
-            if part is not None:
-                accs[i] += part
+            part = fn(b, acc if first else None)
+            if first:
+                if part is None:
+                    acc[...] = 0
+                elif part is not acc:
+                    np.copyto(acc, part)
+                first = False
+            elif part is not None:
+                acc += part
+        if first:                                           # a lane with no blocks
+            acc[...] = 0
 
     run_blocks(lane, range(k), parallel)
     total = accs[0]

@@ -184,13 +184,13 @@ def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False):
     dtype = np.result_type(x_pad.dtype, dout.dtype)
     win = windows(x_pad, kh, kw, *stride, *dilation, out_h, out_w)       # (N, OH, OW, KH, KW, C)
 
-    def block(blk):
+    def block(blk, part):
         cols_km, _ = _columns(x_pad, win, blk, w_shape, stride, dilation, out_w, dtype,
                               with_bias)
         rows = cols_km.shape[1]
-        part = scratch("dw", (kx, f), dtype)
-        matmul(cols_km, dout[blk].reshape(rows, f), out=part)            # km,mf -> kf
-        return part
+        if part is None:
+            part = scratch("dw", (kx, f), dtype)
+        return matmul(cols_km, dout[blk].reshape(rows, f), out=part)     # km,mf -> kf
 
     row_bytes = out_w * kx * dtype.itemsize
     dw = run_reduce(block, blocks(n, out_h, row_bytes, kx * f * dtype.itemsize), (kx, f), dtype,
@@ -209,8 +209,9 @@ def bias_grad(dout) -> np.ndarray:
     m = d2.shape[0]
     t = num_threads() if d2.nbytes >= (8 << 20) else 1
     bands = [slice(i * m // t, (i + 1) * m // t) for i in range(t)]
-    return run_reduce(lambda s: np.ones(s.stop - s.start, d2.dtype) @ d2[s], bands, (f,),
-                      d2.dtype, parallel=t > 1)                          # m,mf -> f
+    return run_reduce(lambda s, out: np.matmul(np.ones(s.stop - s.start, d2.dtype), d2[s],
+                                               out=out),
+                      bands, (f,), d2.dtype, parallel=t > 1)             # m,mf -> f
 
 
 def pad_or_crop(a, pads):

@@ -76,10 +76,11 @@ def kron_matrices(m: int, dtype):
 # U = kron(G, G) @ g is (a*a) / 9 times the weights and, for wide layers at small spatial
 # size (VGG's 512-channel convs at batch 1), costs as much as the tile GEMMs.  Inference
 # calls a layer again and again with the same weights, so U is kept -- but only once a
-# second call has shown the weights unchanged: the first call keeps a copy of the weights,
-# each later call compares them exactly with it (a mismatch is found in the first few
-# values when an optimizer has stepped).  Training therefore keeps small copies only, never
-# U, and a changed array can never be paired with a stale U.
+# second forward pass has shown the weights unchanged: the first keeps a copy of the
+# weights, each later call compares them exactly with it (a mismatch is found in the first
+# few values when an optimizer has stepped).  A backward pass may use a kept U but never
+# promotes one (its forward, moments earlier, saw the same weights), so training keeps
+# small copies only, never U, and a changed array can never be paired with a stale U.
 
 UCACHE_MIN_BYTES = 1 << 20       # smaller transforms are cheaper than the bookkeeping
 UCACHE_MAX_BYTES = 1 << 30       # total U kept, least recently used dropped first
@@ -91,8 +92,9 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(fa[:256], fb[:256]) and np.array_equal(fa, fb))
 
 
-def weight_transform(w: np.ndarray, m: int, dtype) -> np.ndarray:
-    """U = kron(G, G) @ g: (a*a, C, F) for F(m x m, 3x3), cached as described above."""
+def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True) -> np.ndarray:
+    """U = kron(G, G) @ g: (a*a, C, F) for F(m x m, 3x3), cached as described above
+    (``promote=False``: a backward pass, which reads the cache but never fills it)."""
     _, _, c, f = w.shape
     a2 = (m + 2) ** 2
     kg = kron_matrices(m, dtype)[1]
@@ -106,6 +108,8 @@ def weight_transform(w: np.ndarray, m: int, dtype) -> np.ndarray:
     with _ucache_lock:
         entry = _ucache.get(key)
     if entry is not None and entry[0]() is w and _same(entry[1], w):
+        if entry[2] is None and not promote:
+            return transform()
         if entry[2] is None:                                             # second sighting
             entry[2] = transform()
             entry[2].flags.writeable = False
@@ -114,6 +118,8 @@ def weight_transform(w: np.ndarray, m: int, dtype) -> np.ndarray:
             _trim_ucache()
         return entry[2]
     u = transform()
+    if not promote:
+        return u
     try:  # the entry dies with the weight array
         ref = weakref.ref(w, lambda _, key=key: _drop(key))
     except TypeError:
@@ -262,14 +268,15 @@ def winograd_backward(dout, cache, need=(True, True, True)):
     db = bias_grad(dout) if has_bias and need[2] else None
     if not (need[0] or need[1]):
         return None, None, db
-    ut = weight_transform(w, m, dtype).transpose(0, 2, 1) if need[0] else None  # (a*a, F, C)
+    ut = (weight_transform(w, m, dtype, promote=False).transpose(0, 2, 1)       # (a*a, F, C)
+          if need[0] else None)
     blks = list(_blocks(n, th, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
     banded = any(bt.stop - bt.start != th for _, bt in blks)
     dx = None
     if need[0]:  # bands overlap by two rows, so they add into zeros; whole images assign
         dx = (np.zeros if banded else np.empty)(x.shape, dtype)          # (N, H, W, C)
 
-    def block(blk):
+    def block(blk, du):
         bi, bt = blk
         nb, tb = bi.stop - bi.start, bt.stop - bt.start
         pb = nb * tb * tw
@@ -279,11 +286,13 @@ def winograd_backward(dout, cache, need=(True, True, True)):
         np.copyto(dy, dyb.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5))
         dm = scratch("wino_d", (a * a, pb, f), dtype)
         matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
-        du = None
         if need[1]:
             v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)        # (a*a, Pb, C)
-            du = scratch("wino_u", (a * a, c, f), dtype)
-            matmul(v.transpose(0, 2, 1), dm, out=du)                  # cp,pf -> cf per point
+            if du is None:
+                du = scratch("wino_u", (a * a, c, f), dtype)
+            matmul(v.transpose(0, 2, 1), dm, out=du)                     # cp,pf -> cf per point
+        else:
+            du = None
         if need[0]:
             dv = scratch("wino_b", (a * a, pb, c), dtype)
             matmul(dm, ut, out=dv)                                    # pf,fc -> pc per point
