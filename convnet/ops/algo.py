@@ -120,13 +120,14 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups) -> str:
         return "im2col"            # transforms cost more than they save on thin layers
     # Winograd's weight transform and its a*a GEMMs re-read (a*a) x C x F weights; with
     # few output pixels per weight, im2col's single GEMM over 9 C F weights wins.
-    # Crossovers measured (forward + backward, float32) on VGG/CIFAR layer shapes:
-    # 14x14x512 (0.4 pixels per channel) im2col, 28x28x256..512 (1.5-3) F(2x2),
-    # everything wider in pixels F(4x4).
+    # Crossovers measured (forward + backward, float32, with every core on the pool) on
+    # VGG/CIFAR layer shapes: 14x14x512 at batch 1 (0.4 pixels per channel) im2col;
+    # 28x28x256..512 (1.5-3) and everything wider in pixels F(4x4), which beat F(2x2)
+    # on every such layer.
     per_channel = pixels / min(c, f)
     if per_channel < 0.75:
         return "im2col"
-    if per_channel < 4:
+    if per_channel < 1.0:
         return "winograd2"
     return "winograd4"
 
