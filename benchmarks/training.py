@@ -14,18 +14,34 @@ import numpy as np
 from .common import Row, Settings
 from .models import LENET, build_convnet, build_torch, check_same, cifar_vgg, copy_weights, nchw
 
+SETTLE_S = 0.15   # idle time before each framework's turn when frameworks alternate
+RUN = 3           # timed calls per turn, after one untimed call
 
-def interleaved(fns, warmup: int, repeats: int) -> list[float]:
-    """Median seconds of each function in ``fns``, timed in alternation."""
+
+def interleaved(fns, warmup: int, repeats: int, settle: float = SETTLE_S,
+                run: int = RUN) -> list[float]:
+    """Median seconds per call of each function in ``fns``, timed in alternating turns.
+
+    Every framework here leaves worker threads spin-waiting after it returns (OpenBLAS
+    for about 0.1 s, OpenMP, onnxruntime's pool), and on two cores a spinning thread
+    left by one framework takes a core from the next one's timed call.  So each turn
+    starts after ``settle`` seconds of idle, makes one untimed call (the framework wakes
+    its own threads, as it would between steps of a real run), then times ``run`` calls
+    back to back -- the steady state of a training loop or an inference server.  The
+    figure is the median over turns of the mean call time in a turn."""
     for _ in range(warmup):
         for f in fns:
             f()
     times = [[] for _ in fns]
     for _ in range(max(repeats, 1)):
         for t, f in zip(times, fns):
+            if len(fns) > 1 and settle > 0:
+                time.sleep(settle)
+                f()
             t0 = time.perf_counter()
-            f()
-            t.append(time.perf_counter() - t0)
+            for _ in range(run):
+                f()
+            t.append((time.perf_counter() - t0) / run)
     return [float(np.median(t)) for t in times]
 
 

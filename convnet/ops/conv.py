@@ -194,16 +194,18 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
         _FORWARD[name](*args)
         return time.perf_counter() - t0
 
-    name = algo.choose(x.shape, w.shape, stride, pads, dilation, groups,
-                       np.result_type(x.dtype, w.dtype), timer)
-    out, inner = _FORWARD[name](*args)
+    with algo.owned():  # one BLAS thread, the pool has the cores (see ops.algo)
+        name = algo.choose(x.shape, w.shape, stride, pads, dilation, groups,
+                           np.result_type(x.dtype, w.dtype), timer)
+        out, inner = _FORWARD[name](*args)
     return out, (name, inner)
 
 
 def conv2d_backward(dout, cache, need=(True, True, True)):
     """Returns ``(dx, dw, db)``; entries not in ``need`` are None."""
     name, inner = cache
-    return _BACKWARD[name](dout, inner, tuple(need))
+    with algo.owned():
+        return _BACKWARD[name](dout, inner, tuple(need))
 
 
 # ---- fused conv + bias + ReLU ------------------------------------------------
