@@ -7,7 +7,7 @@ from ..ops.shape import as_tuple, check_positive, conv_output_shape, resolve_pad
 from ..tensor import Function, Tensor
 from ._checks import check_ndim, float_input
 
-__all__ = ["conv2d"]
+__all__ = ["conv2d", "conv2d_relu"]
 
 
 class Conv2dFn(Function):
@@ -18,6 +18,18 @@ class Conv2dFn(Function):
     def backward(self, dout):
         dx, dw, db = conv_ops.conv2d_backward(dout, self.cache, self.needs_input_grad)
         return dx, dw, db
+
+
+class Conv2dReLUFn(Function):
+    """relu(conv2d(x) + b) as one op: the ReLU runs in place on the conv's output."""
+
+    def forward(self, x, w, b, stride, pads, dilation, groups):
+        out, self.cache = conv_ops.conv2d_relu_forward(x, w, b, stride, pads, dilation,
+                                                       groups)
+        return out
+
+    def backward(self, dout):
+        return conv_ops.conv2d_relu_backward(dout, self.cache, self.needs_input_grad)
 
 
 def convnd_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups, ndim,
@@ -85,3 +97,25 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> T
         stride, padding, dilation, groups, op)
     return Conv2dFn.apply(x, weight, bias, stride=stride, pads=pads, dilation=dilation,
                           groups=groups)
+
+
+def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """``relu(conv2d(x, weight, bias, ...))`` computed as one op (same arguments and
+    result as the pair; the gradient is 0 where the output is <= 0, as for ``relu``).
+
+    The ReLU runs in place on the conv's output, so the pair keeps one (N, OH, OW, C_out)
+    array instead of two and makes one pass fewer over it.  ``nn.Sequential`` uses it, while
+    gradients are off (``no_grad``: inference), for every plain ``Conv2d`` followed by a
+    plain ``ReLU``.
+    """
+    op = "conv2d_relu"
+    x = float_input(x, op, 4, layout="(N, H, W, C)")
+    weight = float_input(weight, op, name="weight")
+    check_ndim(weight, 4, op, "weight", "(KH, KW, C_in/groups, C_out)")
+    if bias is not None:
+        bias = float_input(bias, op, name="bias")
+    stride, pads, dilation, _ = conv2d_params(
+        x.shape, weight.shape, None if bias is None else bias.shape,
+        stride, padding, dilation, groups, op)
+    return Conv2dReLUFn.apply(x, weight, bias, stride=stride, pads=pads, dilation=dilation,
+                              groups=groups)

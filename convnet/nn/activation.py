@@ -44,6 +44,10 @@ class ReLU(_Elementwise):
     def forward(self, x):
         return F.relu(x)
 
+    def is_plain_relu(self) -> bool:
+        """A ReLU whose ``forward`` is not overridden (``Sequential`` may fuse it)."""
+        return type(self).forward is ReLU.forward and "forward" not in self.__dict__
+
 
 class LeakyReLU(_Elementwise):
     """x for x > 0, else ``negative_slope * x``.

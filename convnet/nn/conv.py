@@ -146,6 +146,19 @@ class Conv2d(_ConvNd):
         (3, 3, 3, 64)
     """
 
+    def fuses_relu(self) -> bool:
+        """Whether ``Sequential`` may run this layer and a plain ``ReLU`` after it as one
+        fused op (``forward_relu``): zero padding, and ``forward`` not overridden."""
+        return (self.padding_mode == "zeros" and type(self).forward is Conv2d.forward
+                and "forward" not in self.__dict__)
+
+    def forward_relu(self, x):
+        """``relu(self(x))`` through ``F.conv2d_relu``."""
+        if is_strict_tiling():
+            self.output_shape(x.shape[1:])
+        return F.conv2d_relu(x, self.weight, self.bias, self.stride, self.padding,
+                             self.dilation, self.groups)
+
 
 class DepthwiseSeparableConv2d(Sequential):
     """A depthwise conv (one KxK filter per input channel, ``groups=in_channels``)
