@@ -86,7 +86,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> T
     Returns:
         (N, OH, OW, C_out) with OH = floor((H + p_t + p_b - d(KH-1) - 1)/s) + 1.
     """
-    op = "conv2d"
+    x, weight, bias, kw = _conv2d_args("conv2d", x, weight, bias, stride, padding, dilation,
+                                       groups)
+    return Conv2dFn.apply(x, weight, bias, **kw)
+
+
+def _conv2d_args(op, x, weight, bias, stride, padding, dilation, groups):
+    """Validated ``x, weight, bias`` and the Function's keywords (stride, pads, dilation,
+    groups) for a 2-D conv."""
     x = float_input(x, op, 4, layout="(N, H, W, C)")
     weight = float_input(weight, op, name="weight")
     check_ndim(weight, 4, op, "weight", "(KH, KW, C_in/groups, C_out)")
@@ -95,8 +102,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> T
     stride, pads, dilation, _ = conv2d_params(
         x.shape, weight.shape, None if bias is None else bias.shape,
         stride, padding, dilation, groups, op)
-    return Conv2dFn.apply(x, weight, bias, stride=stride, pads=pads, dilation=dilation,
-                          groups=groups)
+    return x, weight, bias, {"stride": stride, "pads": pads, "dilation": dilation,
+                             "groups": groups}
 
 
 def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
@@ -108,14 +115,6 @@ def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
     gradients are off (``no_grad``: inference), for every plain ``Conv2d`` followed by a
     plain ``ReLU``.
     """
-    op = "conv2d_relu"
-    x = float_input(x, op, 4, layout="(N, H, W, C)")
-    weight = float_input(weight, op, name="weight")
-    check_ndim(weight, 4, op, "weight", "(KH, KW, C_in/groups, C_out)")
-    if bias is not None:
-        bias = float_input(bias, op, name="bias")
-    stride, pads, dilation, _ = conv2d_params(
-        x.shape, weight.shape, None if bias is None else bias.shape,
-        stride, padding, dilation, groups, op)
-    return Conv2dReLUFn.apply(x, weight, bias, stride=stride, pads=pads, dilation=dilation,
-                              groups=groups)
+    x, weight, bias, kw = _conv2d_args("conv2d_relu", x, weight, bias, stride, padding,
+                                       dilation, groups)
+    return Conv2dReLUFn.apply(x, weight, bias, **kw)
