@@ -364,7 +364,7 @@ class Sequential(Module):
                 # activation array and one pass fewer.  Not while recording gradients:
                 # its backward holds the upstream gradient and the masked copy at once
                 # (the pair frees the first), and measured slower on W2's step.
-                x = m.forward_relu(m._match_dtype(x) if m._parameters else x)
+                x = m.forward_relu(m._match_dtype(x))
                 i += 2
                 continue
             x = m(x)

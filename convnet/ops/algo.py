@@ -266,6 +266,11 @@ def in_worker() -> bool:
     return getattr(_local, "in_worker", False)
 
 
+def bands(size: int, k: int) -> list[slice]:
+    """``size`` cut into ``k`` contiguous slices of (nearly) equal length, in order."""
+    return [slice(i * size // k, (i + 1) * size // k) for i in range(k)]
+
+
 PARALLEL_FLOPS = 64 << 20  # a GEMM below this many FLOPs runs on one thread (a pool
 #                            round trip costs 70-100 us in this VM: see _Pool)
 
@@ -295,18 +300,15 @@ def matmul(a, b, out=None):
         a = np.broadcast_to(a, batch + (m, k))
         b = np.broadcast_to(b, batch + (k, n))
         if count >= t:
-            bands = [slice(i * count // t, (i + 1) * count // t) for i in range(t)]
-            run_blocks(lambda s: np.matmul(a[s], b[s], out=out[s]), bands)
+            run_blocks(lambda s: np.matmul(a[s], b[s], out=out[s]), bands(count, t))
             return out
     if max(m, n) < 2 * t:
         return np.matmul(a, b, out=out)
     rows = m >= n
-    size = m if rows else n
-    bands = [slice(i * size // t, (i + 1) * size // t) for i in range(t)]
     if rows:
-        run_blocks(lambda s: np.matmul(a[..., s, :], b, out=out[..., s, :]), bands)
+        run_blocks(lambda s: np.matmul(a[..., s, :], b, out=out[..., s, :]), bands(m, t))
     else:
-        run_blocks(lambda s: np.matmul(a, b[..., s], out=out[..., s]), bands)
+        run_blocks(lambda s: np.matmul(a, b[..., s], out=out[..., s]), bands(n, t))
     return out
 
 
@@ -421,7 +423,7 @@ def run_reduce(fn, blocks, shape, dtype, parallel: bool = True):
     import numpy as np
     blocks = list(blocks)
     k = max(1, min(num_threads() if parallel else 1, len(blocks)))
-    lanes = [blocks[i * len(blocks) // k:(i + 1) * len(blocks) // k] for i in range(k)]
+    lanes = [blocks[s] for s in bands(len(blocks), k)]
     accs = [np.empty(shape, dtype) for _ in lanes]
 
     def lane(i):

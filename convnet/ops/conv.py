@@ -39,6 +39,7 @@ from .im2col import (
     weight_grad,
     windows,
 )
+from .shape import conv_output_shape
 
 
 def pad_nhwc(x: np.ndarray, pads) -> np.ndarray:
@@ -66,6 +67,12 @@ def col2im2d(dcols: np.ndarray, padded_shape, sh: int, sw: int, dh: int, dw: int
     return col2im(dcols, padded_shape, sh, sw, dh, dw)
 
 
+def _padded_out_hw(x_pad, w, stride, dilation) -> tuple[int, int]:
+    """(OH, OW) of a conv over an already padded input (``ops.shape``'s formula)."""
+    return conv_output_shape(x_pad.shape[1:3], w.shape[:2], stride, ((0, 0), (0, 0)),
+                             dilation)
+
+
 def algorithm_of(cache) -> str:
     """The algorithm that ran the forward pass which produced ``cache``."""
     return cache[0]
@@ -78,8 +85,7 @@ def _im2col_forward(x, w, b, stride, pads, dilation, groups):
     kh, kw, cg, f = w.shape
     (sh, sw), (dh, dw) = stride, dilation
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
-    out_h = (x_pad.shape[1] - dh * (kh - 1) - 1) // sh + 1
-    out_w = (x_pad.shape[2] - dw * (kw - 1) - 1) // sw + 1
+    out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
     if groups == 1:
         out = gemm_conv(x_pad, w, stride, dilation, out_h, out_w, b=b)  # (N, OH, OW, F)
         cols = None
@@ -162,9 +168,7 @@ def _winograd_forward(m):
 
 def _toeplitz_forward(x, w, b, stride, pads, dilation, groups):
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
-    kh, kw = w.shape[:2]
-    out_h = (x_pad.shape[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    out_w = (x_pad.shape[2] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
     out, inner = toeplitz.toeplitz_forward(x_pad, w, b, stride, dilation, out_h, out_w)
     return out, (inner, pads)
 

@@ -30,7 +30,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .algo import matmul, num_threads, run_blocks, run_reduce
+from .algo import bands, matmul, num_threads, run_blocks, run_reduce
 
 BLOCK_BYTES = 2 << 20     # target size of one block of columns
 
@@ -206,12 +206,10 @@ def bias_grad(dout) -> np.ndarray:
     band per thread of the pool."""
     f = dout.shape[-1]
     d2 = dout.reshape(-1, f)                                             # (M, F)
-    m = d2.shape[0]
     t = num_threads() if d2.nbytes >= (8 << 20) else 1
-    bands = [slice(i * m // t, (i + 1) * m // t) for i in range(t)]
     return run_reduce(lambda s, out: np.matmul(np.ones(s.stop - s.start, d2.dtype), d2[s],
                                                out=out),
-                      bands, (f,), d2.dtype, parallel=t > 1)             # m,mf -> f
+                      bands(d2.shape[0], t), (f,), d2.dtype, parallel=t > 1)  # m,mf -> f
 
 
 def pad_or_crop(a, pads):
