@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ..ops import conv as conv_ops
+from ..ops import fused as fused_ops
 from ..ops.shape import as_tuple, check_positive, conv_output_shape, resolve_padding
 from ..tensor import Function, Tensor
 from ._checks import check_ndim, float_input
 
-__all__ = ["conv2d", "conv2d_relu"]
+__all__ = ["conv2d", "conv2d_relu", "conv2d_relu_max_pool2d"]
 
 
 class Conv2dFn(Function):
@@ -30,6 +31,18 @@ class Conv2dReLUFn(Function):
 
     def backward(self, dout):
         return conv_ops.conv2d_relu_backward(dout, self.cache, self.needs_input_grad)
+
+
+class Conv2dReLUPoolFn(Function):
+    """max_pool2d(relu(conv2d(x) + b)) with non-overlapping windows, as one op."""
+
+    def forward(self, x, w, b, stride, pads, dilation, groups, pool):
+        out, self.cache = fused_ops.conv2d_relu_pool_forward(x, w, b, stride, pads, dilation,
+                                                             groups, pool)
+        return out
+
+    def backward(self, dout):
+        return fused_ops.conv2d_relu_pool_backward(dout, self.cache, self.needs_input_grad)
 
 
 def convnd_params(x_shape, w_shape, b_shape, stride, padding, dilation, groups, ndim,
@@ -110,11 +123,41 @@ def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
     """``relu(conv2d(x, weight, bias, ...))`` computed as one op (same arguments and
     result as the pair; the gradient is 0 where the output is <= 0, as for ``relu``).
 
-    The ReLU runs in place on the conv's output, so the pair keeps one (N, OH, OW, C_out)
-    array instead of two and makes one pass fewer over it.  ``nn.Sequential`` uses it, while
-    gradients are off (``no_grad``: inference), for every plain ``Conv2d`` followed by a
-    plain ``ReLU``.
+    The ReLU clamps each block of the conv's output while it is in cache, so the pair
+    keeps one (N, OH, OW, C_out) array instead of two and makes no pass of its own over
+    it; the backward masks the gradient block by block the same way.  ``nn.Sequential``
+    uses it for every plain ``Conv2d`` followed by a plain ``ReLU``.
     """
     x, weight, bias, kw = _conv2d_args("conv2d_relu", x, weight, bias, stride, padding,
                                        dilation, groups)
     return Conv2dReLUFn.apply(x, weight, bias, **kw)
+
+
+def conv2d_relu_max_pool2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                           pool_size=2) -> Tensor:
+    """``max_pool2d(relu(conv2d(x, weight, bias, ...)), pool_size)`` as one op: the same
+    arguments, result and gradients as the three ops in turn (pool stride = pool_size,
+    no padding, floor mode; ties and NaNs go to the input ``max_pool2d`` picks).
+
+    Where the conv runs Winograd, each block of its output is clamped and pooled while in
+    cache and the full-size activation is never stored: the op keeps the pooled output
+    and one argmax tap per window (``ops.fused``).  ``nn.Sequential`` uses it for every
+    plain ``Conv2d -> ReLU -> MaxPool2d`` with non-overlapping windows.
+
+    Args:
+        x, weight, bias, stride, padding, dilation, groups: as ``conv2d``.
+        pool_size: int or (PH, PW), the pooling window and stride.
+
+    Returns:
+        (N, OH // PH, OW // PW, C_out), OH and OW as ``conv2d``'s.
+    """
+    op = "conv2d_relu_max_pool2d"
+    x, weight, bias, kw = _conv2d_args(op, x, weight, bias, stride, padding, dilation, groups)
+    pool = as_tuple(pool_size, 2, "pool_size", op)
+    check_positive(pool, "pool_size", op)
+    _, _, _, out_hw = conv2d_params(x.shape, weight.shape, None, kw["stride"], kw["pads"],
+                                    kw["dilation"], groups, op)
+    if out_hw[0] < pool[0] or out_hw[1] < pool[1]:
+        raise ValueError(f"{op}: the conv output {out_hw[0]}x{out_hw[1]} is smaller than "
+                         f"the {pool[0]}x{pool[1]} pooling window")
+    return Conv2dReLUPoolFn.apply(x, weight, bias, pool=pool, **kw)

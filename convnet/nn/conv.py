@@ -159,6 +159,13 @@ class Conv2d(_ConvNd):
         return F.conv2d_relu(x, self.weight, self.bias, self.stride, self.padding,
                              self.dilation, self.groups)
 
+    def forward_relu_pool(self, x, pool):
+        """``max_pool2d(relu(self(x)), pool)`` through ``F.conv2d_relu_max_pool2d``."""
+        if is_strict_tiling():
+            self.output_shape(x.shape[1:])
+        return F.conv2d_relu_max_pool2d(x, self.weight, self.bias, self.stride, self.padding,
+                                        self.dilation, self.groups, pool)
+
 
 class DepthwiseSeparableConv2d(Sequential):
     """A depthwise conv (one KxK filter per input channel, ``groups=in_channels``)

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..tensor import Tensor, is_grad_enabled
+from ..tensor import Tensor
 
 __all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict",
            "strict_tiling", "is_strict_tiling", "StateDictKeyError"]
@@ -360,12 +360,18 @@ class Sequential(Module):
         while i < len(mods):
             m = mods[i]
             if i + 1 < len(mods) and _fusable(m, mods[i + 1]):
-                # Inference: Conv2d -> ReLU as one op (F.conv2d_relu), same result, one
-                # activation array and one pass fewer.  Not while recording gradients:
-                # its backward holds the upstream gradient and the masked copy at once
-                # (the pair frees the first), and measured slower on W2's step.
-                x = m.forward_relu(m._match_dtype(x))
-                i += 2
+                # Conv2d -> ReLU (-> MaxPool2d) as one op: the same results and gradients,
+                # the ReLU and pool applied block by block while the conv's output is in
+                # cache (F.conv2d_relu, F.conv2d_relu_max_pool2d).
+                pool = _pool_tiles(mods[i + 2]) if i + 2 < len(mods) else None
+                if pool is not None:
+                    if is_strict_tiling():
+                        mods[i + 2].output_shape(m.output_shape(x.shape[1:]))
+                    x = m.forward_relu_pool(m._match_dtype(x), pool)
+                    i += 3
+                else:
+                    x = m.forward_relu(m._match_dtype(x))
+                    i += 2
                 continue
             x = m(x)
             i += 1
@@ -453,10 +459,14 @@ class ModuleDict(Module):
         return self._modules.values()
 
 
+def _pool_tiles(m):
+    """A plain non-overlapping MaxPool2d's window (``MaxPool2d.plain_tiles``), else None."""
+    tiles = getattr(m, "plain_tiles", None)
+    return tiles() if tiles is not None else None
+
+
 def _fusable(m, nxt) -> bool:
     """Whether ``Sequential`` may run ``m`` then ``nxt`` as one fused conv + ReLU."""
-    if is_grad_enabled():
-        return False
     fuses = getattr(m, "fuses_relu", None)
     plain = getattr(nxt, "is_plain_relu", None)
     return fuses is not None and plain is not None and fuses() and plain()

@@ -115,6 +115,17 @@ class MaxPool2d(_Pool2d):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
                             ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
+    def plain_tiles(self):
+        """(KH, KW) when this layer pools non-overlapping windows with nothing else to it
+        (stride = kernel, no padding, dilation 1, floor mode, no indices, ``forward`` not
+        overridden) -- what ``Sequential`` may fuse into a preceding conv + ReLU -- else
+        None."""
+        plain = (self.stride == self.kernel_size and self.dilation == (1, 1)
+                 and self.padding in (0, (0, 0), ((0, 0), (0, 0)), "valid")
+                 and not self.ceil_mode and not self.return_indices
+                 and type(self).forward is MaxPool2d.forward and "forward" not in self.__dict__)
+        return self.kernel_size if plain else None
+
 
 class AvgPool2d(_Pool2d):
     """2-D average pooling over NHWC input, each channel on its own.

@@ -124,6 +124,19 @@ def erf(x) -> np.ndarray:
 
 # ---- piecewise-linear activations -------------------------------------------
 
+# Elementwise passes over large arrays run in chunks of this many elements, so one
+# chunk's temporaries (the mask) stay in cache: one sweep over memory, not one per call.
+CHUNK = 1 << 16
+
+
+def chunks(size: int, step: int | None = None):
+    """Consecutive slices of at most ``step`` (default ``CHUNK``) elements covering
+    ``range(size)``."""
+    step = step or CHUNK
+    for start in range(0, size, step):
+        yield slice(start, min(start + step, size))
+
+
 def relu_forward(x):
     """The cache is ``out`` itself: the next layer usually keeps it as its input anyway,
     so a ReLU costs no memory of its own for backward (a mask would add N bytes)."""
@@ -131,26 +144,45 @@ def relu_forward(x):
     return out, out
 
 
-def relu_backward(dout, cache):
-    """dx = dout where out > 0 or out is NaN, else 0 (torch: ``out <= 0 ? 0 : dout``).
-
-    Written as ``dout * (out != 0)`` -- out >= 0 or NaN, so out != 0 is torch's test --
-    which is branch-free and ~7x faster than ``np.where`` on a random mask.  A blocked
-    cell holds dout * 0, i.e. -0.0 for a negative dout (equal to torch's +0).  Multiplying
-    a non-finite dout by 0 would give NaN where torch gives 0, so such a dout (rare; one
-    summing pass finds it) takes ``np.where``.
-    """
-    out = cache
-    keep = np.not_equal(out, 0)                  # bool, same shape
-    if _all_finite(dout):
-        return np.multiply(dout, keep, dtype=dout.dtype)
-    return np.where(keep, dout, dout.dtype.type(0))
+def _bits(a):
+    """``a`` viewed as signed integers of its own width (a view: writes go through)."""
+    return a.view(np.dtype(f"i{a.dtype.itemsize}"))
 
 
-def _all_finite(a) -> bool:
-    """True when ``a`` holds no NaN or inf: one cheap pass (an overflowing sum says False)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(a.sum()))
+def relu_mask(g, kept, out, work=None):
+    """out = g where kept != 0, else +0 -- torch's ``kept <= 0 ? 0 : g`` for a ReLU's
+    output ``kept`` (>= 0 or NaN, so ``!= 0`` is torch's test).
+
+    Bitwise: g's bits AND an all-ones or all-zeros word, so a passed value (NaN and inf
+    included) is copied exactly and a blocked one is +0 whatever g holds there (g * 0
+    would make NaN of an infinite g).  Any same-shaped arrays or views; ``out`` may be
+    ``g`` itself.  ``work``, a C-contiguous array of g's shape and dtype, holds the
+    words (a reused buffer spares an allocation per call)."""
+    itype = np.dtype(f"i{g.dtype.itemsize}")
+    word = np.empty(g.shape, itype) if work is None else _bits(work)
+    np.not_equal(kept, 0, out=word)                                      # 1 or 0
+    np.negative(word, out=word)                                          # -1 (all ones) or 0
+    np.bitwise_and(_bits(g), word, out=_bits(out))
+    return out
+
+
+def relu_backward(dout, cache, out=None):
+    """dx = dout where the forward's output is > 0 or NaN, else +0 (``relu_mask``), in
+    chunks that keep the mask in cache.  ``out=`` may be ``dout`` itself."""
+    kept = cache
+    if kept.shape != dout.shape:
+        raise ValueError(f"relu_backward: dout has shape {dout.shape}, the forward's output "
+                         f"{kept.shape}")
+    dout, kept = np.ascontiguousarray(dout), np.ascontiguousarray(kept)
+    dx = np.empty(dout.shape, dout.dtype) if out is None else out
+    if not dx.flags.c_contiguous or dx.shape != dout.shape or dx.dtype != dout.dtype:
+        raise ValueError("relu_backward: out= must be a C-contiguous array of dout's shape "
+                         "and dtype")
+    g, k, r = dout.reshape(-1), kept.reshape(-1), dx.reshape(-1)
+    work = np.empty(min(g.size, CHUNK), g.dtype)
+    for sl in chunks(g.size):
+        relu_mask(g[sl], k[sl], r[sl], work[:sl.stop - sl.start])
+    return dx
 
 
 def leaky_relu_forward(x, negative_slope=0.01):

@@ -407,7 +407,7 @@ def run_blocks(fn, blocks, parallel: bool = True) -> list:
         pool.busy.release()
 
 
-def run_reduce(fn, blocks, shape, dtype, parallel: bool = True):
+def run_reduce(fn, blocks, shape, dtype, parallel: bool = True, buffers=None):
     """The sum of ``fn(b, out)`` over ``blocks``, in parallel.
 
     ``fn(b, out)`` returns block b's partial sum, or None for nothing.  When ``out`` is an
@@ -419,12 +419,16 @@ def run_reduce(fn, blocks, shape, dtype, parallel: bool = True):
     so a lane of one block needs no scratch at all; later blocks are added into it, and
     the lanes are added in order.  So no partial outlives its block, worker threads
     allocate nothing, and for a given thread count the rounding -- the result, bit for bit
-    -- never changes."""
+    -- never changes.
+
+    ``buffers(i, shape, dtype)``, when given, supplies lane i's accumulator (reused
+    scratch instead of fresh memory; the result is then lane 0's buffer)."""
     import numpy as np
     blocks = list(blocks)
     k = max(1, min(num_threads() if parallel else 1, len(blocks)))
     lanes = [blocks[s] for s in bands(len(blocks), k)]
-    accs = [np.empty(shape, dtype) for _ in lanes]
+    make = buffers or (lambda i, shape, dtype: np.empty(shape, dtype))
+    accs = [make(i, shape, dtype) for i in range(len(lanes))]
 
     def lane(i):
         acc, first = accs[i], True

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from . import algo, toeplitz, winograd
+from .activation import relu_backward
 from .algo import matmul
 from .im2col import (
     bias_grad,
@@ -80,14 +81,21 @@ def algorithm_of(cache) -> str:
 
 # ---- im2col (every conv) ---------------------------------------------------
 
-def _im2col_forward(x, w, b, stride, pads, dilation, groups):
+def _relu_(out, relu):
+    """The fused ReLU of an algorithm that has no blocked epilogue: one in-place pass."""
+    if relu:
+        np.maximum(out, 0, out=out)                                # NaN stays NaN
+    return out
+
+
+def _im2col_forward(x, w, b, stride, pads, dilation, groups, relu=False):
     n, h, wd, c = x.shape
     kh, kw, cg, f = w.shape
     (sh, sw), (dh, dw) = stride, dilation
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
     out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
     if groups == 1:
-        out = gemm_conv(x_pad, w, stride, dilation, out_h, out_w, b=b)  # (N, OH, OW, F)
+        out = gemm_conv(x_pad, w, stride, dilation, out_h, out_w, b=b, relu=relu)  # (N, OH, OW, F)
         cols = None
     else:
         g, fg = groups, f // groups
@@ -100,24 +108,29 @@ def _im2col_forward(x, w, b, stride, pads, dilation, groups):
         out = matmul(cols, wg).transpose(1, 0, 2).reshape(n, out_h, out_w, f)  # gmk,gkf -> m(gf)
         if b is not None:
             out += b
+        _relu_(out, relu)
     # groups == 1 keeps the input, not the columns: backward rebuilds them block by block.
     return out, (x, cols, w, stride, pads, dilation, groups, b is not None)
 
 
-def _im2col_backward(dout, cache, need):
+def _im2col_backward(dout, cache, need, relu_out=None):
     x, cols, w, stride, pads, dilation, g, has_bias = cache
     kh, kw, cg, f = w.shape
     n, out_h, out_w, _ = dout.shape
     dout = np.asarray(dout)
+    if relu_out is not None and (g != 1 or need[0] or not need[1]):
+        dout, relu_out = relu_backward(dout, relu_out), None       # one masked copy
     dx = dw = db = None
     fuse_db = g == 1 and has_bias and need[1] and need[2]
     if has_bias and need[2] and not fuse_db:
         db = bias_grad(dout)                                       # (F,)
     if g == 1:
         if fuse_db:  # db as one more row of the dW GEMM (a row of ones in the columns)
-            dw, db = weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation, True)
+            dw, db = weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation, True,
+                                 relu_out)
         elif need[1]:
-            dw = weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation)
+            dw = weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation,
+                             relu_out=relu_out)
         if need[0]:
             if tuple(stride) == (1, 1) and f <= cg:
                 # The full correlation copies (N*H*W, KH*KW*F) windows of dout; the col2im
@@ -146,14 +159,16 @@ def _im2col_backward(dout, cache, need):
 
 # ---- 1x1 and Winograd --------------------------------------------------------
 
-def _gemm1x1_forward(x, w, b, stride, pads, dilation, groups):
+def _gemm1x1_forward(x, w, b, stride, pads, dilation, groups, relu=False):
     out, x_sub = conv1x1_forward(x, w, stride)                     # (N, OH, OW, F)
     if b is not None:
         out += b
-    return out, (x_sub, w, x.shape, stride, b is not None)
+    return _relu_(out, relu), (x_sub, w, x.shape, stride, b is not None)
 
 
-def _gemm1x1_backward(dout, cache, need):
+def _gemm1x1_backward(dout, cache, need, relu_out=None):
+    if relu_out is not None:
+        dout = relu_backward(dout, relu_out)
     x_sub, w, x_shape, stride, has_bias = cache
     db = bias_grad(dout) if has_bias and need[2] else None
     dx, dw = conv1x1_backward(dout, x_sub, w, x_shape, stride, need)
@@ -161,19 +176,21 @@ def _gemm1x1_backward(dout, cache, need):
 
 
 def _winograd_forward(m):
-    def forward(x, w, b, stride, pads, dilation, groups):
-        return winograd.winograd_forward(x, w, b, pads, m)
+    def forward(x, w, b, stride, pads, dilation, groups, relu=False):
+        return winograd.winograd_forward(x, w, b, pads, m, relu)
     return forward
 
 
-def _toeplitz_forward(x, w, b, stride, pads, dilation, groups):
+def _toeplitz_forward(x, w, b, stride, pads, dilation, groups, relu=False):
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
     out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
     out, inner = toeplitz.toeplitz_forward(x_pad, w, b, stride, dilation, out_h, out_w)
-    return out, (inner, pads)
+    return _relu_(out, relu), (inner, pads)
 
 
-def _toeplitz_backward(dout, cache, need):
+def _toeplitz_backward(dout, cache, need, relu_out=None):
+    if relu_out is not None:
+        dout = relu_backward(dout, relu_out)
     inner, pads = cache
     dx_pad, dw, db = toeplitz.toeplitz_backward(dout, inner, need)
     return (None if dx_pad is None else unpad_nhwc(dx_pad, pads)), dw, db
@@ -187,11 +204,10 @@ _BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
              "toeplitz": _toeplitz_backward}
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
-    """Returns ``(out, cache)``; ``out`` is (N, OH, OW, F)."""
-    stride, dilation = tuple(stride), tuple(dilation)
-    pads = tuple(tuple(p) for p in pads)
-    args = (x, w, b, stride, pads, dilation, groups)
+def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:
+    """The algorithm ``conv2d_forward`` runs for these arguments (``algo.choose``: cached
+    per shape; in benchmark mode each candidate's forward is timed once)."""
+    args = (x, w, b, tuple(stride), tuple(tuple(p) for p in pads), tuple(dilation), groups)
 
     def timer(name):
         t0 = time.perf_counter()
@@ -199,32 +215,46 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
         return time.perf_counter() - t0
 
     with algo.owned():  # one BLAS thread, the pool has the cores (see ops.algo)
-        name = algo.choose(x.shape, w.shape, stride, pads, dilation, groups,
+        return algo.choose(x.shape, w.shape, args[3], args[4], args[5], groups,
                            np.result_type(x.dtype, w.dtype), timer)
-        out, inner = _FORWARD[name](*args)
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, groups=1, relu=False):
+    """Returns ``(out, cache)``; ``out`` is (N, OH, OW, F), clamped at 0 with ``relu``
+    (``conv2d_relu_forward``)."""
+    stride, dilation = tuple(stride), tuple(dilation)
+    pads = tuple(tuple(p) for p in pads)
+    with algo.owned():  # one BLAS thread, the pool has the cores (see ops.algo)
+        name = choose_algorithm(x, w, b, stride, pads, dilation, groups)
+        out, inner = _FORWARD[name](x, w, b, stride, pads, dilation, groups, relu=relu)
     return out, (name, inner)
 
 
-def conv2d_backward(dout, cache, need=(True, True, True)):
-    """Returns ``(dx, dw, db)``; entries not in ``need`` are None."""
+def conv2d_backward(dout, cache, need=(True, True, True), relu_out=None):
+    """Returns ``(dx, dw, db)``; entries not in ``need`` are None.  With ``relu_out`` (the
+    output of ``conv2d_relu_forward``) it is the backward of conv + ReLU: the algorithms
+    that run in blocks mask dout block by block, the others mask one copy first."""
     name, inner = cache
     with algo.owned():
-        return _BACKWARD[name](dout, inner, tuple(need))
+        return _BACKWARD[name](dout, inner, tuple(need), relu_out=relu_out)
 
 
 # ---- fused conv + bias + ReLU ------------------------------------------------
 
 def conv2d_relu_forward(x, w, b, stride, pads, dilation, groups=1):
-    """relu(conv2d(x, w) + b) as one op: the ReLU runs in place on the conv's output, so
-    a Conv2d -> ReLU pair keeps one (N, OH, OW, F) array instead of two and makes one
-    fewer pass over it.  Returns ``(out, cache)``."""
-    out, cache = conv2d_forward(x, w, b, stride, pads, dilation, groups)
-    np.maximum(out, 0, out=out)                                    # NaN stays NaN
+    """relu(conv2d(x, w) + b) as one op: the ReLU clamps each block of the conv's output
+    while it is in cache, so a Conv2d -> ReLU pair keeps one (N, OH, OW, F) array instead
+    of two and makes no pass of its own over it.  Returns ``(out, cache)``; the cache
+    keeps ``out``, which the next layer keeps as its input anyway."""
+    out, cache = conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=True)
     return out, (cache, out)
 
 
 def conv2d_relu_backward(dout, cache, need=(True, True, True)):
-    """Returns ``(dx, dw, db)``: the conv's backward of ``dout`` masked where out <= 0."""
+    """Returns ``(dx, dw, db)``: the conv's backward of ``dout`` masked where out <= 0
+    (torch's rule; ``activation.relu_mask``), the mask applied block by block."""
     conv_cache, out = cache
-    masked = np.where(out <= 0, dout.dtype.type(0), dout)          # torch's rule: 0 at out <= 0
-    return conv2d_backward(masked, conv_cache, need)
+    if dout.shape != out.shape:
+        raise ValueError(f"conv2d_relu_backward: dout has shape {dout.shape}, the output "
+                         f"{out.shape}")
+    return conv2d_backward(dout, conv_cache, need, relu_out=out)

@@ -30,6 +30,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .activation import relu_mask
 from .algo import bands, matmul, num_threads, run_blocks, run_reduce
 
 BLOCK_BYTES = 2 << 20     # target size of one block of columns
@@ -145,9 +146,10 @@ def _columns(x_pad, win, b, w_shape, stride, dilation, out_w, dtype, ones):
     return cols.T, cols
 
 
-def gemm_conv(x_pad, w, stride, dilation, out_h, out_w, out=None, b=None) -> np.ndarray:
+def gemm_conv(x_pad, w, stride, dilation, out_h, out_w, out=None, b=None,
+              relu=False) -> np.ndarray:
     """(N, OH, OW, F) = windows of ``x_pad`` (no further padding) times ``w`` (+ ``b``),
-    blocked."""
+    blocked; ``relu`` clamps each block at 0 while it is still in cache."""
     n = x_pad.shape[0]
     kh, kw, c, f = w.shape
     k = kh * kw * c
@@ -164,7 +166,10 @@ def gemm_conv(x_pad, w, stride, dilation, out_h, out_w, out=None, b=None) -> np.
         _, cols_mk = _columns(x_pad, win, blk, w.shape, stride, dilation, out_w, dtype,
                               b is not None)
         rows = cols_mk.shape[0]
-        matmul(cols_mk, w2, out=out[blk].reshape(rows, f))               # mk,kf -> mf
+        o = out[blk].reshape(rows, f)
+        matmul(cols_mk, w2, out=o)                                       # mk,kf -> mf
+        if relu:
+            np.maximum(o, 0, out=o)                                      # NaN stays NaN
 
     row_bytes = out_w * w2.shape[0] * dtype.itemsize
     run_blocks(block, blocks(n, out_h, row_bytes, w2.nbytes),
@@ -172,11 +177,12 @@ def gemm_conv(x_pad, w, stride, dilation, out_h, out_w, out=None, b=None) -> np.
     return out
 
 
-def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False):
+def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False, relu_out=None):
     """dW = sum over blocks of cols_b^T @ dout_b, columns recomputed from ``x_pad``.
 
     Returns dW (KH, KW, C, F), or (dW, db) when ``with_bias``: db comes from the same GEMM
-    through a row of ones appended to the columns."""
+    through a row of ones appended to the columns.  ``relu_out`` (a ReLU's output, shaped
+    like dout) masks each block of dout first, in cache: the gradient through the ReLU."""
     n, out_h, out_w, f = dout.shape
     kh, kw, c, _ = w_shape
     k = kh * kw * c
@@ -190,7 +196,11 @@ def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False):
         rows = cols_km.shape[1]
         if part is None:
             part = scratch("dw", (kx, f), dtype)
-        return matmul(cols_km, dout[blk].reshape(rows, f), out=part)     # km,mf -> kf
+        d = dout[blk].reshape(rows, f)
+        if relu_out is not None:
+            d = relu_mask(d, relu_out[blk].reshape(rows, f), scratch("dmask", (rows, f), d.dtype),
+                          scratch("dmask_w", (rows, f), d.dtype))
+        return matmul(cols_km, d, out=part)                              # km,mf -> kf
 
     row_bytes = out_w * kx * dtype.itemsize
     dw = run_reduce(block, blocks(n, out_h, row_bytes, kx * f * dtype.itemsize), (kx, f), dtype,
@@ -200,13 +210,13 @@ def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False):
     return dw.reshape(w_shape)                                           # (KH, KW, C, F)
 
 
-def bias_grad(dout) -> np.ndarray:
+def bias_grad(dout, parallel=True) -> np.ndarray:
     """db = dout summed over every axis but the last, as BLAS matrix-vector products
     (ones @ dout: one pass at memory speed, 2-3x faster than ``sum(axis=0)``), one row
-    band per thread of the pool."""
+    band per thread of the pool (``parallel=False``: one thread, e.g. inside a block)."""
     f = dout.shape[-1]
     d2 = dout.reshape(-1, f)                                             # (M, F)
-    t = num_threads() if d2.nbytes >= (8 << 20) else 1
+    t = num_threads() if parallel and d2.nbytes >= (8 << 20) else 1
     return run_reduce(lambda s, out: np.matmul(np.ones(s.stop - s.start, d2.dtype), d2[s],
                                                out=out),
                       bands(d2.shape[0], t), (f,), d2.dtype, parallel=t > 1)  # m,mf -> f

@@ -144,7 +144,7 @@ def max_pool2d_forward(x, kernel_size, stride, pads, dilation=(1, 1), ceil_mode=
     g = _Geometry(x.shape, kernel_size, stride, pads, dilation, ceil_mode)
     if g.tiles and allow_reshape:
         g.path = "reshape"
-        out, arg = _tile_max_argmax(_tile_view(x, g), argmax)   # (N, OH, OW, C) twice
+        out, arg = tile_max_argmax(_tile_view(x, g), argmax)   # (N, OH, OW, C) twice
         return out, (None, arg, g)
     x_pad = _pad_value(x, g.pads, -np.inf)                # (N, Hp, Wp, C)
     win = windows2d(x_pad, *g.kernel, *g.stride, *g.dilation, *g.out_hw)
@@ -161,23 +161,29 @@ def _tap_dtype(taps):
     return np.uint8 if taps <= 256 else np.int16 if taps < 2 ** 15 else np.int64
 
 
-def _tile_max_argmax(x6, argmax=True):
+def tile_max_argmax(x6, argmax=True, out=None, arg=None):
     """Max and torch's argmax tap of each window of the (N, OH, KH, OW, KW, C) view.
 
     The max is a chain of ``np.maximum`` over the taps (NaN propagates).  The argmax is
     a reverse scan that moves to tap t wherever tap t equals the max, written branch-free
     as ``arg -= (arg - t) * hit`` on uint8 (``np.where`` or ``copyto(where=)`` on a
     random mask is about 6x slower), so the first tap equal to the max wins.  Windows
-    whose max is NaN then take their LAST NaN tap, as PyTorch does.
+    whose max is NaN then take their LAST NaN tap, as PyTorch does.  ``out`` and ``arg``,
+    when given, receive the results (e.g. one block's rows of larger arrays).
     """
     kh, kw = x6.shape[2], x6.shape[4]
     taps = [(i, j) for i in range(kh) for j in range(kw)]
-    out = x6[:, :, 0, :, 0, :].copy()                     # (N, OH, OW, C)
+    if out is None:
+        out = x6[:, :, 0, :, 0, :].copy()                 # (N, OH, OW, C)
+    else:
+        np.copyto(out, x6[:, :, 0, :, 0, :])
     for i, j in taps[1:]:
         np.maximum(out, x6[:, :, i, :, j, :], out=out)
     if not argmax:
         return out, None
-    arg = np.full(out.shape, len(taps) - 1, dtype=_tap_dtype(len(taps)))
+    if arg is None:
+        arg = np.empty(out.shape, dtype=_tap_dtype(len(taps)))
+    arg[...] = len(taps) - 1
     step = np.empty_like(arg)
     for t in range(len(taps) - 2, -1, -1):
         i, j = taps[t]
@@ -190,12 +196,6 @@ def _tile_max_argmax(x6, argmax=True):
         for t, (i, j) in enumerate(taps):
             np.copyto(arg, t, where=nan_out & np.isnan(x6[:, :, i, :, j, :]))
     return out, arg
-
-
-def _all_finite(a) -> bool:
-    """True when ``a`` holds no NaN or inf: one cheap pass (an overflowing sum says False)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(a.sum()))
 
 
 def _argmax_taps(cache):
@@ -257,23 +257,32 @@ def max_pool2d_backward(dout, cache):
 
 
 def _tile_max_backward(dout, cache):
-    """Non-overlapping windows: tap (i, j) of dx's (N, OH, KH, OW, KW, C) view is
-    dout * (arg == i*KW + j), written in place; every input cell is written once."""
+    """Non-overlapping windows: every input cell of dx is written once (``tile_scatter``)."""
     arg, g = _argmax_taps(cache), cache[2]
     n, h, w, c = g.x_shape
     (oh, ow), (kh, kw) = g.out_hw, g.kernel
     full = (oh * kh, ow * kw) == (h, w)
     dx = (np.empty if full else np.zeros)(g.x_shape, dtype=dout.dtype)   # (N, H, W, C)
     dx6 = dx[:, :oh * kh, :ow * kw, :].reshape(n, oh, kh, ow, kw, c)     # a view of dx
-    # dout * 0 is NaN where dout is not finite, and torch leaves 0 there: use np.where.
-    finite = _all_finite(dout)
-    zero = dout.dtype.type(0)
-    for t, (i, j) in enumerate(g.taps()):
-        if finite:
-            np.multiply(dout, arg == t, out=dx6[:, :, i, :, j, :])
-        else:
-            dx6[:, :, i, :, j, :] = np.where(arg == t, dout, zero)
+    tile_scatter(dout, arg, dx6)
     return dx
+
+
+def tile_scatter(dout, arg, dx6):
+    """dx6 (N, OH, KH, OW, KW, C) <- each dout at its window's argmax tap, +0 elsewhere.
+
+    Tap (i, j)'s slice is dout's bits ANDed with all ones where arg == i*KW + j and with
+    zeros elsewhere: exact, and +0 off the argmax even for an infinite or NaN dout (as in
+    torch; ``dout * (arg == t)`` would make NaN of those)."""
+    kw = dx6.shape[4]
+    itype = np.dtype(f"i{dout.dtype.itemsize}")
+    bits = dout.view(itype)                                              # same width: a view
+    word = np.empty(arg.shape, itype)
+    for i in range(dx6.shape[2]):
+        for j in range(kw):
+            np.equal(arg, i * kw + j, out=word)                          # 1 or 0
+            np.negative(word, out=word)                                  # all ones or 0
+            np.bitwise_and(bits, word, out=dx6[:, :, i, :, j, :].view(itype))
 
 
 # ---- average pooling ----------------------------------------------------------

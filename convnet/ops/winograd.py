@@ -39,6 +39,7 @@ from collections import OrderedDict
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .activation import relu_backward, relu_mask
 from .algo import matmul, run_blocks, run_reduce
 from .im2col import bias_grad, scratch
 
@@ -92,15 +93,21 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(fa[:256], fb[:256]) and np.array_equal(fa, fb))
 
 
-def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True) -> np.ndarray:
+def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
+                     tag: str | None = None) -> np.ndarray:
     """U = kron(G, G) @ g: (a*a, C, F) for F(m x m, 3x3), cached as described above
-    (``promote=False``: a backward pass, which reads the cache but never fills it)."""
+    (``promote=False``: a backward pass, which reads the cache but never fills it).
+
+    With ``tag`` a U that is not kept goes into that scratch buffer (valid until the
+    calling thread's next use of the tag) instead of fresh memory."""
     _, _, c, f = w.shape
     a2 = (m + 2) ** 2
     kg = kron_matrices(m, dtype)[1]
 
-    def transform():
-        return matmul(kg, w.reshape(9, c * f).astype(dtype, copy=False)).reshape(a2, c, f)
+    def transform(keep=False):
+        out = None if keep or tag is None else scratch(tag, (a2, c * f), dtype)
+        return matmul(kg, w.reshape(9, c * f).astype(dtype, copy=False),
+                      out=out).reshape(a2, c, f)
 
     if a2 * c * f * np.dtype(dtype).itemsize < UCACHE_MIN_BYTES:
         return transform()
@@ -111,7 +118,7 @@ def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True) -> np.n
         if entry[2] is None and not promote:
             return transform()
         if entry[2] is None:                                             # second sighting
-            entry[2] = transform()
+            entry[2] = transform(keep=True)
             entry[2].flags.writeable = False
         with _ucache_lock:
             _ucache.move_to_end(key)
@@ -224,14 +231,29 @@ def _row_bytes(m, tw, c, f, dtype):
     return (m + 2) ** 2 * tw * max(c, f) * np.dtype(dtype).itemsize
 
 
-def winograd_forward(x, w, b, pads, m=4):
-    """Returns ``(out, cache)``: out (N, OH, OW, F)."""
+def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
+    """Returns ``(out, cache)``: out (N, OH, OW, F).
+
+    ``relu`` clamps each block at 0 while it is in cache (conv + bias + ReLU in one
+    pass).  ``pool=(PH, PW)`` (with ``relu``; PH divides m) also max-pools each block in
+    non-overlapping PH x PW windows (floor mode) before it leaves the cache: ``out`` is
+    then the pooled (N, OH // PH, OW // PW, F), and the full-size output is never
+    stored -- the cache keeps the pooled output and each window's argmax tap, which is
+    all the backward needs (a window's ReLU passes its gradient iff its max is not 0)."""
     n, h, wd, c, f, pt, pl, out_h, out_w, th, tw = _plan(x.shape, w.shape, pads, m)
     a = m + 2
     dtype = np.result_type(x.dtype, w.dtype)
     kb, kg, ka = kron_matrices(m, dtype)
-    u = weight_transform(w, m, dtype)                                    # (a*a, C, F)
-    out = np.empty((n, out_h, out_w, f), dtype)                          # (N, OH, OW, F)
+    if pool is not None:
+        from .pool import tile_max_argmax  # ops.pool imports ops.conv, which imports this
+        ph, pw = pool
+        if not relu or m % ph:
+            raise ValueError(f"winograd_forward: pool needs relu and a pool height dividing "
+                             f"{m}, got pool {pool}, relu={relu}")
+        pooled = np.empty((n, out_h // ph, out_w // pw, f), dtype)       # (N, PH', PW', F)
+        parg = np.empty(pooled.shape, np.uint8)
+    u = weight_transform(w, m, dtype, tag="wino_g")                      # (a*a, C, F)
+    out = np.empty((n, out_h, out_w, f), dtype) if pool is None else None  # (N, OH, OW, F)
 
     def block(blk):
         bi, bt = blk
@@ -241,35 +263,60 @@ def winograd_forward(x, w, b, pads, m=4):
         matmul(v, u, out=mm)                                          # pc,cf -> pf per point
         y = scratch("wino_b", (m, m, nb, tb, tw, f), dtype)
         matmul(ka, mm.reshape(a * a, -1), out=y.reshape(m * m, -1))   # (m*m, Pb*F)
-        y = y.transpose(2, 3, 0, 4, 1, 5).reshape(nb, tb * m, tw * m, f)  # (Nb, TB*m, TW*m, F)
+        y6 = y.transpose(2, 3, 0, 4, 1, 5)                               # (Nb, TB, m, TW, m, F)
         r0 = bt.start * m
         rows = min(bt.stop * m, out_h) - r0
-        dst = out[bi, r0:r0 + rows]
-        src = y[:, :rows, :out_w]
-        if b is None:
-            np.copyto(dst, src)
+        dst = (out[bi, r0:r0 + rows] if pool is None
+               else scratch("wino_o", (nb, rows, out_w, f), dtype))      # (Nb, rows, OW, F)
+        if (rows, out_w) == (tb * m, tw * m):                            # whole tiles: no copy
+            src, dstv = y6, dst.reshape(nb, tb, m, tw, m, f)
         else:
-            np.add(src, b, out=dst)                                      # bias fused in the copy
+            src, dstv = y6.reshape(nb, tb * m, tw * m, f)[:, :rows, :out_w], dst
+        if b is None:
+            np.copyto(dstv, src)
+        else:
+            np.add(src, b, out=dstv)                                     # bias fused in the copy
+        if relu:
+            np.maximum(dst, 0, out=dst)                                  # NaN stays NaN
+        if pool is not None:
+            pr, pc, q0 = rows // ph, out_w // pw, r0 // ph
+            tile_max_argmax(dst[:, :pr * ph, :pc * pw].reshape(nb, pr, ph, pc, pw, f),
+                            out=pooled[bi, q0:q0 + pr], arg=parg[bi, q0:q0 + pr])
 
     run_blocks(block, _blocks(n, th, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
     # Keep x and g, not U: training memory stays at the input's size, and backward
     # rebuilds U (or finds it in the cache when the weights have not changed).
-    cache = (x, w, pads, m, b is not None)
-    return out, cache
+    if pool is not None:
+        return pooled, (x, w, pads, m, b is not None, (tuple(pool), pooled, parg))
+    return out, (x, w, pads, m, b is not None, None)
 
 
-def winograd_backward(dout, cache, need=(True, True, True)):
-    """Returns ``(dx, dw, db)``; entries not in ``need`` are None."""
-    x, w, pads, m, has_bias = cache
+def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
+    """Returns ``(dx, dw, db)``; entries not in ``need`` are None.
+
+    ``relu_out``, the output of a ReLU applied to this conv's output, makes it the
+    backward of the pair: each block of dout is masked as it is loaded (in cache), and
+    db is summed from the masked blocks."""
+    x, w, pads, m, has_bias, fused = cache
     n, h, wd, c, f, pt, pl, out_h, out_w, th, tw = _plan(x.shape, w.shape, pads, m)
     a = m + 2
     dtype = np.result_type(x.dtype, w.dtype, dout.dtype)
     kb, kg, ka = kron_matrices(m, dtype)
-    db = bias_grad(dout) if has_bias and need[2] else None
+    if fused is not None:                # conv + ReLU + pool: dout is the pooled gradient
+        from .pool import tile_scatter
+        (ph, pw), pooled, parg = fused
+        relu_out = pooled                # a window passes its gradient iff its max is not 0
+        if dout.shape != pooled.shape:
+            raise ValueError(f"winograd_backward: dout has shape {dout.shape}, the pooled "
+                             f"output {pooled.shape}")
+    if relu_out is not None and not (need[0] or need[1]):
+        dout, relu_out = relu_backward(dout, relu_out), None             # db only
+    block_db = relu_out is not None and has_bias and need[2]
+    db = bias_grad(dout) if has_bias and need[2] and not block_db else None
     if not (need[0] or need[1]):
         return None, None, db
-    ut = (weight_transform(w, m, dtype, promote=False).transpose(0, 2, 1)       # (a*a, F, C)
-          if need[0] else None)
+    ut = (weight_transform(w, m, dtype, promote=False, tag="wino_g").transpose(0, 2, 1)
+          if need[0] else None)                                          # (a*a, F, C)
     blks = list(_blocks(n, th, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
     banded = any(bt.stop - bt.start != th for _, bt in blks)
     dx = None
@@ -281,7 +328,24 @@ def winograd_backward(dout, cache, need=(True, True, True)):
         nb, tb = bi.stop - bi.start, bt.stop - bt.start
         pb = nb * tb * tw
         dyb = scratch("wino_a", (nb, tb * m, tw * m, f), dtype)          # dout, zero past OH/OW
-        _load(dyb, dout[bi], bt.start * m, 0)
+        r0 = bt.start * m
+        rows = min(bt.stop * m, out_h) - r0
+        if fused is not None and relu_out is not None:  # unpool the masked pooled gradient
+            pr, pc, q0 = rows // ph, out_w // pw, r0 // ph
+            dp = scratch("wino_p", (nb, pr, pc, f), dtype)
+            relu_mask(dout[bi, q0:q0 + pr], pooled[bi, q0:q0 + pr], dp,
+                      scratch("wino_m", dp.shape, dtype))
+            dyb[...] = 0
+            tile_scatter(dp, parg[bi, q0:q0 + pr],
+                         dyb[:, :pr * ph, :pc * pw].reshape(nb, pr, ph, pc, pw, f))
+        else:
+            _load(dyb, dout[bi], r0, 0)
+            if relu_out is not None:                                     # through the ReLU
+                part = dyb[:, :rows, :out_w]
+                relu_mask(part, relu_out[bi, r0:r0 + rows], part,
+                          scratch("wino_m", part.shape, dtype))
+        if block_db:
+            db_parts[(bi.start, bt.start)] = bias_grad(dyb, parallel=False)
         dy = scratch("wino_e", (m, m, nb, tb, tw, f), dtype)
         np.copyto(dy, dyb.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5))
         dm = scratch("wino_d", (a * a, pb, f), dtype)
@@ -304,11 +368,17 @@ def winograd_backward(dout, cache, need=(True, True, True)):
             _store(dx, dg, bi, bt.start * m - pt, -pl, add=banded)
         return du
 
+    db_parts = {}
+    def lanes(tag):  # the lanes' dU sums live in reused scratch, not fresh memory
+        return lambda i, shape, dt: scratch(f"{tag}{i}", shape, dt)
+
     if banded:  # neighbouring bands of one image share two rows of dx: two rounds
-        du = run_reduce(block, blks[0::2], (a * a, c, f), dtype)
-        du += run_reduce(block, blks[1::2], (a * a, c, f), dtype)
+        du = run_reduce(block, blks[0::2], (a * a, c, f), dtype, buffers=lanes("wino_du"))
+        du += run_reduce(block, blks[1::2], (a * a, c, f), dtype, buffers=lanes("wino_dv"))
     else:
-        du = run_reduce(block, blks, (a * a, c, f), dtype)               # (a*a, C, F)
+        du = run_reduce(block, blks, (a * a, c, f), dtype, buffers=lanes("wino_du"))
+    if block_db:                                                         # in block order
+        db = np.sum([db_parts[k] for k in sorted(db_parts)], axis=0, dtype=dtype)
     dw = None
     if need[1]:
         dw = matmul(kg.T, du.reshape(a * a, c * f)).reshape(3, 3, c, f)  # (3, 3, C, F)

@@ -1,6 +1,8 @@
-"""Under no_grad, Sequential runs a plain Conv2d followed by a plain ReLU as one fused op
-(F.conv2d_relu): the same outputs as the two layers run one by one.  F.conv2d_relu
-itself is checked against torch and float64 finite differences, gradients included."""
+"""Sequential runs a plain Conv2d followed by a plain ReLU as one fused op (F.conv2d_relu),
+and Conv2d -> ReLU -> MaxPool2d with non-overlapping windows as another
+(F.conv2d_relu_max_pool2d), in training and inference alike: the same outputs and
+gradients as the layers run one by one.  F.conv2d_relu itself is checked against torch
+and float64 finite differences, gradients included (the triple: tests/ops/test_ops_fused.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from helpers import close_torch, from_torch, grad_check, to_torch
 import convnet
 import convnet.functional as F
 from convnet import nn
-from convnet.functional.conv import Conv2dReLUFn
+from convnet.functional.conv import Conv2dReLUFn, Conv2dReLUPoolFn
 from convnet.viz.maps import capture_activation
 
 
@@ -30,25 +32,63 @@ def run_unfused(net, x):
     return x
 
 
+def counting(monkeypatch, name):
+    calls = []
+    real = getattr(F, name)
+    monkeypatch.setattr(F, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 def test_fused_equals_layer_by_layer(rng, monkeypatch):
     net = make_net(rng)
     x = rng.standard_normal((2, 11, 10, 3))
-    calls = []
-    real = F.conv2d_relu
-    monkeypatch.setattr(F, "conv2d_relu", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pairs = counting(monkeypatch, "conv2d_relu")
+    triples = counting(monkeypatch, "conv2d_relu_max_pool2d")
     with convnet.no_grad():
         fused = net(x).data
         unfused = run_unfused(net, x).data
-    assert len(calls) == 2                                  # both conv + ReLU pairs
+    assert (len(pairs), len(triples)) == (1, 1)       # conv+relu, then conv+relu+pool
     np.testing.assert_array_equal(fused, unfused)
 
 
-def test_not_fused_while_recording_gradients(rng):
-    """Training keeps the pair: gradients come from the two layers' own backward."""
-    net = make_net(rng)
-    x = convnet.Tensor(rng.standard_normal((2, 11, 10, 3)), requires_grad=True)
-    out = net[:2](x)
-    assert not isinstance(out._ctx, Conv2dReLUFn)
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_while_training_gradients_match_layer_by_layer(bias, rng):
+    """Training fuses too, and its gradients are the layer-by-layer ones."""
+    net = make_net(rng, bias=bias)
+    x = rng.standard_normal((2, 11, 10, 3))
+    xf, xu = convnet.Tensor(x, requires_grad=True), convnet.Tensor(x, requires_grad=True)
+    out = net(xf)
+    assert isinstance(out._ctx, Conv2dReLUPoolFn)
+    assert isinstance(net[:2](xf)._ctx, Conv2dReLUFn)
+    dout = rng.standard_normal(out.shape)
+    out.backward(dout)
+    fused = [p.grad.copy() for p in net.parameters()]
+    net.zero_grad()
+    run_unfused(net, xu).backward(dout)
+    for g, p in zip(fused, net.parameters()):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xf.grad, xu.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2, stride=1), nn.MaxPool2d(2, padding=1),
+                                  nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(3, stride=2),
+                                  nn.MaxPool2d(2, dilation=2), nn.AvgPool2d(2)],
+                         ids=["overlap", "padded", "ceil", "3s2", "dilated", "avg"])
+def test_pool_not_fused_unless_plain_tiles(pool, rng, monkeypatch):
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, rng=rng, dtype=np.float64), nn.ReLU(), pool)
+    x = rng.standard_normal((2, 9, 9, 3))
+    triples = counting(monkeypatch, "conv2d_relu_max_pool2d")
+    got = net(x).data
+    assert triples == []
+    np.testing.assert_allclose(got, run_unfused(net, convnet.Tensor(x)).data, rtol=1e-12)
+
+
+def test_pool_returning_indices_is_not_fused(rng, monkeypatch):
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, rng=rng), nn.ReLU(),
+                        nn.MaxPool2d(2, return_indices=True))
+    triples = counting(monkeypatch, "conv2d_relu_max_pool2d")
+    out, idx = net(rng.standard_normal((1, 8, 8, 3)).astype(np.float32))
+    assert triples == [] and idx.shape == out.shape
 
 
 def test_sequential_fuses_under_no_grad(rng, monkeypatch):
