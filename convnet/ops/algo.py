@@ -262,6 +262,26 @@ def owned() -> _Owned:
     return _OWNED
 
 
+@contextlib.contextmanager
+def blas_threads():
+    """Inside ``owned()``: the BLAS runs its own threads again for the block (for ops too
+    small for the pool, whose GEMMs OpenBLAS's spinning workers split faster than a pool
+    round trip).  Outside ``owned()`` it changes nothing."""
+    with _exec_lock:
+        saved = _exec["saved"] if _exec["depth"] > 0 else None
+        if saved is not None:
+            for (set_, _), n in zip(_blas(), saved):
+                set_(n)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            with _exec_lock:
+                if _exec["depth"] > 0:
+                    for set_, _ in _blas():
+                        set_(1)
+
+
 def in_worker() -> bool:
     return getattr(_local, "in_worker", False)
 

@@ -176,23 +176,22 @@ def _gemm1x1_backward(dout, cache, need, relu_out=None):
 
 
 def _winograd_forward(m):
-    def forward(x, w, b, stride, pads, dilation, groups, relu=False):
-        return winograd.winograd_forward(x, w, b, pads, m, relu)
+    def forward(x, w, b, stride, pads, dilation, groups, relu=False, pool=None):
+        return winograd.winograd_forward(x, w, b, pads, m, relu, pool)
     return forward
 
 
-def _toeplitz_forward(x, w, b, stride, pads, dilation, groups, relu=False):
+def _toeplitz_forward(x, w, b, stride, pads, dilation, groups, relu=False, pool=None):
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
     out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
-    out, inner = toeplitz.toeplitz_forward(x_pad, w, b, stride, dilation, out_h, out_w)
-    return _relu_(out, relu), (inner, pads)
+    out, inner = toeplitz.toeplitz_forward(x_pad, w, b, stride, dilation, out_h, out_w,
+                                           relu, pool)
+    return out, (inner, pads)
 
 
 def _toeplitz_backward(dout, cache, need, relu_out=None):
-    if relu_out is not None:
-        dout = relu_backward(dout, relu_out)
     inner, pads = cache
-    dx_pad, dw, db = toeplitz.toeplitz_backward(dout, inner, need)
+    dx_pad, dw, db = toeplitz.toeplitz_backward(dout, inner, need, relu_out)
     return (None if dx_pad is None else unpad_nhwc(dx_pad, pads)), dw, db
 
 
@@ -219,14 +218,31 @@ def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:
                            np.result_type(x.dtype, w.dtype), timer)
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups=1, relu=False):
+def pools_in_blocks(name: str, pool) -> bool:
+    """Whether algorithm ``name`` can max-pool its blocks of conv + ReLU output in cache
+    in non-overlapping ``pool`` = (PH, PW) windows (``conv2d_forward(pool=)``): the
+    banded GEMM always, Winograd when PH divides its tile."""
+    m = {"winograd2": 2, "winograd4": 4}.get(name)
+    return name == "toeplitz" or (m is not None and m % pool[0] == 0)
+
+
+def conv2d_forward(x, w, b, stride, pads, dilation, groups=1, relu=False, pool=None):
     """Returns ``(out, cache)``; ``out`` is (N, OH, OW, F), clamped at 0 with ``relu``
-    (``conv2d_relu_forward``)."""
+    (``conv2d_relu_forward``).  ``pool=(PH, PW)`` (with ``relu``, for an algorithm where
+    ``pools_in_blocks``) max-pools each block in cache: ``out`` is then the pooled
+    (N, OH // PH, OW // PW, F) and ``conv2d_backward`` takes the pooled gradient."""
     stride, dilation = tuple(stride), tuple(dilation)
     pads = tuple(tuple(p) for p in pads)
     with algo.owned():  # one BLAS thread, the pool has the cores (see ops.algo)
         name = choose_algorithm(x, w, b, stride, pads, dilation, groups)
-        out, inner = _FORWARD[name](x, w, b, stride, pads, dilation, groups, relu=relu)
+        if pool is None:
+            out, inner = _FORWARD[name](x, w, b, stride, pads, dilation, groups, relu=relu)
+        elif pools_in_blocks(name, pool):
+            out, inner = _FORWARD[name](x, w, b, stride, pads, dilation, groups, relu=relu,
+                                        pool=tuple(pool))
+        else:
+            raise ValueError(f"conv2d_forward: algorithm {name!r} cannot pool {tuple(pool)} "
+                             f"windows in its blocks")
     return out, (name, inner)
 
 

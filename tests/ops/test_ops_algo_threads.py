@@ -72,6 +72,23 @@ def test_owned_sets_one_blas_thread_and_restores_it():
 
 
 @needs_blas
+def test_blas_threads_gives_the_blas_its_threads_back_inside_owned():
+    getters = [get for _, get in algo._blas()]
+    before = [get() for get in getters]
+    with algo.blas_threads():                       # outside owned(): nothing changes
+        assert [get() for get in getters] == before
+    with algo.owned():
+        with algo.blas_threads():
+            assert [get() for get in getters] == before
+        assert [get() for get in getters] == [1] * len(getters)
+        with pytest.raises(ZeroDivisionError):
+            with algo.blas_threads():
+                1 / 0
+        assert [get() for get in getters] == [1] * len(getters)
+    assert [get() for get in getters] == before
+
+
+@needs_blas
 def test_owned_restores_after_an_exception():
     getters = [get for _, get in algo._blas()]
     before = [get() for get in getters]

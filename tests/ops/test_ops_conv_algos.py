@@ -11,7 +11,7 @@ from helpers import from_torch, numerical_grad, to_torch, tol
 
 import convnet.functional as F
 from convnet import Tensor
-from convnet.ops import algo, im2col, winograd
+from convnet.ops import algo, im2col, toeplitz, winograd
 from convnet.ops.conv import algorithm_of, conv2d_backward, conv2d_forward
 
 ALGOS = list(algo.ALGORITHMS)
@@ -222,6 +222,7 @@ def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
     threaded result must equal the reference and be bitwise repeatable."""
     monkeypatch.setattr(im2col, "BLOCK_BYTES", 2048)
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 2048)
+    monkeypatch.setattr(toeplitz, "BLOCK_BYTES", 2048)
     monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)                   # cut every GEMM
     prev = algo.num_threads()
     algo.set_num_threads(threads)
@@ -421,3 +422,14 @@ def test_band_matrix_matches_its_definition(sw, dw, rng):
             for ow in range(out_w):
                 want[i, ow * sw + j * dw, :, ow, :] = w[i, j]
     assert np.array_equal(t, want)
+    # Pool-ordered columns (j, ow', f) for ow = ow'*PW + j, and a bias row.
+    for pw in (2, 3):
+        cols = out_w // pw * pw
+        b = rng.standard_normal(f)
+        tp = band_matrix(w, wp, cols, sw, dw, np.float64, pw, b)
+        assert tp.shape == (kh * wp * c + 1, cols * f)
+        got = tp[:-1].reshape(kh, wp, c, pw, cols // pw, f)
+        for ow in range(cols):
+            assert np.array_equal(got[:, :, :, ow % pw, ow // pw], want[:, :, :, ow])
+        np.testing.assert_array_equal(tp[-1].reshape(pw, cols // pw, f),
+                                      np.broadcast_to(b, (pw, cols // pw, f)))

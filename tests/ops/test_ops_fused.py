@@ -11,7 +11,7 @@ import pytest
 from helpers import from_torch, grad_check, to_torch, tol
 
 import convnet.functional as F
-from convnet.ops import activation, algo, im2col, pool, winograd
+from convnet.ops import activation, algo, im2col, pool, toeplitz, winograd
 from convnet.ops.conv import (
     conv2d_backward,
     conv2d_forward,
@@ -90,10 +90,11 @@ def run(name, case, x, w, b, dout, need=(True, True, True)):
 
 
 def blocked(name, case):
-    """Whether the op runs Winograd with the pool inside its blocks."""
+    """Whether the op pools inside the conv's blocks: the banded GEMM always, Winograd
+    when the pool height divides its tile."""
     ws, pk = case[1], case[3]
     m = {"winograd2": 2, "winograd4": 4}.get(name, 0)
-    return ws[:2] == (3, 3) and m and m % pk[0] == 0
+    return name == "toeplitz" or bool(ws[:2] == (3, 3) and m and m % pk[0] == 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -124,11 +125,12 @@ def test_equals_the_three_ops_in_turn(name, case):
     want = (out, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
     for label, g, e in zip(("out", "dx", "dw", "db"), got, want):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=label)
-    np.testing.assert_array_equal(got[0], want[0])
+    if name != "toeplitz":  # the fused banded GEMM orders T's columns by pool window, so
+        np.testing.assert_array_equal(got[0], want[0])  # its BLAS tiles them differently
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4"])
+@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "toeplitz"])
 def test_matches_torch(name, dtype, torch):
     case = CASES[2]
     x, w, b, dout = make(case, dtype, 3)
@@ -146,7 +148,7 @@ def test_matches_torch(name, dtype, torch):
         np.testing.assert_allclose(g, e, rtol=tol(dtype)["rtol"], atol=atol, err_msg=label)
 
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4", "im2col"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "im2col", "toeplitz"])
 def test_finite_differences(name):
     case = ((2, 6, 7, 2), (3, 3, 2, 3), ((1, 1), (1, 0)), (2, 2))
     x, w, b, _ = make(case, np.float64, 4)
@@ -159,7 +161,7 @@ def test_finite_differences(name):
 
 @pytest.mark.parametrize("need", [(False, True, True), (True, False, False),
                                   (False, False, True), (True, True, False)])
-@pytest.mark.parametrize("name", ["winograd4", "im2col"])
+@pytest.mark.parametrize("name", ["winograd4", "im2col", "toeplitz"])
 def test_gradient_subsets(name, need):
     case = CASES[0]
     x, w, b, dout = make(case, np.float64, 5)
@@ -210,7 +212,38 @@ def test_blocked_threaded_paths(m, shape, threads, monkeypatch):
         algo.set_num_threads(prev)
 
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4", "im2col"])
+@pytest.mark.parametrize("block_bytes", [1 << 9, 1 << 13, 1 << 30],
+                         ids=["row-bands", "image-groups", "one-block"])
+@pytest.mark.parametrize("stride, dilation, pk", [((1, 1), (1, 1), (2, 3)),
+                                                  ((2, 1), (1, 2), (2, 2)),
+                                                  ((1, 2), (2, 1), (3, 3))])
+def test_banded_gemm_pools_in_blocks_with_stride_and_dilation(stride, dilation, pk, block_bytes,
+                                                               monkeypatch):
+    """The banded GEMM's fused pool in blocks (bands of one image's rows, groups of
+    images, one block), strided and dilated, with floor-mode crops: equal to im2col's
+    conv, then ReLU, then the pool, and repeatable bit for bit."""
+    monkeypatch.setattr(toeplitz, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 17, 19, 2))
+    w = rng.standard_normal((3, 5, 2, 4))
+    b = rng.standard_normal(4)
+    pads = ((1, 2), (2, 0))
+    with algo.force("toeplitz"):
+        out, cache = conv2d_relu_pool_forward(x, w, b, stride, pads, dilation, 1, pk)
+        again, _ = conv2d_relu_pool_forward(x, w, b, stride, pads, dilation, 1, pk)
+    assert cache[0] == "blocked" and cache[1][0] == "toeplitz"
+    dout = rng.standard_normal(out.shape)
+    got = (out, *conv2d_relu_pool_backward(dout, cache))
+    with algo.force("im2col"):
+        act, c_cache = conv2d_relu_forward(x, w, b, stride, pads, dilation, 1)
+    ref, p_cache = pool.max_pool2d_forward(act, pk, pk, ((0, 0), (0, 0)))
+    want = (ref, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
+    for label, g, e in zip(("out", "dx", "dw", "db"), got, want):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10, err_msg=label)
+    np.testing.assert_array_equal(out, again)
+
+
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "im2col", "toeplitz"])
 def test_non_finite_gradients_of_closed_windows_are_dropped(name):
     """torch's rule: a window whose max is 0 (its ReLU closed) passes nothing, even an
     inf or NaN gradient (``dout * 0`` would have made NaN of it)."""
