@@ -95,28 +95,34 @@ def kmajor(c: int) -> bool:
     return c <= THIN_CHANNELS
 
 
-def _parallel(c: int, col_bytes: int) -> bool:
-    """Whether the blocks of a conv go to the thread pool: not for thin inputs (short tap
-    copies) or small convs (under four blocks of columns), where running the blocks in
-    turn, each GEMM on the BLAS's threads, measured faster."""
-    return not kmajor(c) and col_bytes >= 4 * BLOCK_BYTES
+def _parallel(col_bytes: int) -> bool:
+    """Whether the blocks of a conv go to the thread pool: not for small convs (under
+    four blocks), where running the blocks in turn, each GEMM cut over the pool
+    (``algo.matmul``), measured faster."""
+    return col_bytes >= 4 * BLOCK_BYTES
+
+
+def _row_bytes(c: int, out_w: int, kx: int, f: int, itemsize: int) -> int:
+    """Bytes of one output row's block data: its columns, and for thin inputs also its
+    output (K-major blocks are sized so that the (M_b, F) output, F times wider than the
+    K of 25-28, stays in cache for the fused ReLU and masks)."""
+    return out_w * (kx + (f if kmajor(c) else 0)) * itemsize
 
 
 def _fill_kmajor(dst, x_pad, b, kh, kw, sh, sw, dh, dw, out_w):
-    """dst (KH, KW, C, Nb, Rb, OW) <- the block's windows, one slice copy per tap.
+    """dst (KH, KW, C, Nb, Rb, OW) <- the block's windows, in one strided copy.
 
     With few channels the (M, K) column matrix has rows of K = KH*KW*C (25 or 27) values
-    that a strided copy fills a few bytes at a time; stored K-major (K, M) each tap is
-    instead one copy whose rows are runs of OW pixels.  The GEMMs then read it as the
+    that a strided copy fills a few bytes at a time; stored K-major (K, M) every tap
+    and channel is instead a run of OW pixels.  The GEMMs then read it as the
     transposed operand (out = cols^T w) or as is (dW = cols dout), without a copy."""
     bi, br = b
-    rows = br.stop - br.start
-    for i in range(kh):
-        h0 = br.start * sh + i * dh
-        for j in range(kw):
-            src = x_pad[bi, h0:h0 + sh * (rows - 1) + 1:sh,
-                        j * dw:j * dw + sw * (out_w - 1) + 1:sw]          # (Nb, Rb, OW, C)
-            np.copyto(dst[i, j], src.transpose(3, 0, 1, 2))               # (C, Nb, Rb, OW)
+    src = x_pad[bi, br.start * sh:]
+    s_n, s_h, s_w, s_c = src.strides
+    view = as_strided(src, shape=dst.shape,
+                      strides=(dh * s_h, dw * s_w, s_c, s_n, sh * s_h, sw * s_w),
+                      writeable=False)                                    # (KH, KW, C, Nb, Rb, OW)
+    np.copyto(dst, view)
 
 
 def _columns(x_pad, win, b, w_shape, stride, dilation, out_w, dtype, ones):
@@ -171,9 +177,9 @@ def gemm_conv(x_pad, w, stride, dilation, out_h, out_w, out=None, b=None,
         if relu:
             np.maximum(o, 0, out=o)                                      # NaN stays NaN
 
-    row_bytes = out_w * w2.shape[0] * dtype.itemsize
+    row_bytes = _row_bytes(c, out_w, w2.shape[0], f, dtype.itemsize)
     run_blocks(block, blocks(n, out_h, row_bytes, w2.nbytes),
-               parallel=_parallel(c, n * out_h * row_bytes))
+               parallel=_parallel(n * out_h * row_bytes))
     return out
 
 
@@ -202,9 +208,9 @@ def weight_grad(x_pad, dout, w_shape, stride, dilation, with_bias=False, relu_ou
                           scratch("dmask_w", (rows, f), d.dtype))
         return matmul(cols_km, d, out=part)                              # km,mf -> kf
 
-    row_bytes = out_w * kx * dtype.itemsize
+    row_bytes = _row_bytes(c, out_w, kx, f, dtype.itemsize)
     dw = run_reduce(block, blocks(n, out_h, row_bytes, kx * f * dtype.itemsize), (kx, f), dtype,
-                    parallel=_parallel(c, n * out_h * row_bytes))
+                    parallel=_parallel(n * out_h * row_bytes))
     if with_bias:
         return dw[:k].reshape(w_shape), dw[k].copy()                     # (KH, KW, C, F), (F,)
     return dw.reshape(w_shape)                                           # (KH, KW, C, F)
