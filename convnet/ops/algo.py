@@ -165,6 +165,8 @@ def choose(x_shape, w_shape, stride, pads, dilation, groups, dtype, timer=None) 
 # one pool of ``num_threads()`` Python threads:
 #   ``run_blocks``  independent blocks of a conv (im2col row bands, Winograd tiles);
 #   ``matmul``      one large GEMM cut into row (or column) bands.
+# The exception is ops too small for the pool (LeNet's banded convs: ``blas_threads``),
+# whose blocks run on the calling thread while the BLAS splits each GEMM itself.
 # NumPy releases the GIL inside copies, ufuncs and BLAS calls, so the pool's threads
 # run on every core.  Each block is computed whole by one thread and results are
 # combined in block order, so outputs do not depend on scheduling.
