@@ -108,15 +108,13 @@ def band_matrix(w, wp, out_w, stride_w, dil_w, dtype, pw=1, b=None) -> np.ndarra
     return t
 
 
-def _rows(x_pad, kh, sh, dh, out_h, dtype, out=None) -> np.ndarray:
-    """rows (N*OH, KH*Wp*C): KH input rows per output row, copied into ``out`` (default:
-    a scratch buffer; an ``out`` with one more column keeps that column)."""
+def _rows(x_pad, kh, sh, dh, out_h, out) -> np.ndarray:
+    """rows (N*OH, KH*Wp*C): KH input rows per output row, copied into the first
+    KH*Wp*C columns of ``out`` (N*OH, >= KH*Wp*C); returns ``out``."""
     n, _, wp, c = x_pad.shape
     s_n, s_h = x_pad.strides[:2]
     view = as_strided(x_pad, shape=(n, out_h, kh, wp * c),
                       strides=(s_n, sh * s_h, dh * s_h, x_pad.itemsize), writeable=False)
-    if out is None:
-        out = scratch("rows", (n * out_h, kh * wp * c), dtype)
     np.copyto(out[:, :kh * wp * c].reshape(n, out_h, kh, wp * c), view)
     return out
 
@@ -160,7 +158,7 @@ class _Plan:
         buf = scratch("tz_rows", (nb * nq * self.ph, self.k + ones), dtype)
         if ones:
             buf[:, self.k] = 1
-        return _rows(src, self.kh, sh, self.dilation[0], nq * self.ph, dtype, out=buf)
+        return _rows(src, self.kh, sh, self.dilation[0], nq * self.ph, buf)
 
     def blocks(self, itemsize):
         """(image slice, pooled-row slice) blocks of about BLOCK_BYTES of rows and output:
