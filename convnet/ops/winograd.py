@@ -40,7 +40,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .activation import relu_backward, relu_mask
-from .algo import matmul, run_blocks, run_reduce
+from .algo import bands, matmul, num_threads, run_blocks, run_reduce
 from .im2col import bias_grad, scratch
 
 BLOCK_BYTES = 2 << 20     # target size of one block of transformed input tiles
@@ -168,23 +168,37 @@ def _plan(x_shape, w_shape, pads, m):
     return n, h, wd, c, f, pt, pl, out_h, out_w, th, tw
 
 
-def _blocks(n, th, tile_row_bytes, min_tile_rows):
+SPLIT_TILES = 64   # a lone image is cut into one band per thread only when each band
+#                    keeps at least this many tiles (M of its GEMMs): 56x56 and wider
+
+
+def _blocks(n, th, tw, tile_row_bytes, min_tile_rows, rounds=1):
     """(image slice, tile-row slice) blocks of about BLOCK_BYTES of transformed tiles.
 
     Whole images are grouped while one fits; a larger image is cut into bands of tile
-    rows.  ``min_tile_rows`` keeps blocks big enough that re-reading U stays cheap."""
+    rows.  ``min_tile_rows`` keeps blocks big enough that re-reading U stays cheap.  The
+    count of blocks is a multiple of ``rounds`` x threads (the backward adds neighbouring
+    bands in two rounds), so no thread idles while another runs a last odd block; a lone
+    image that fits one block is still cut into one band per thread (forward) when the
+    bands stay wide enough (``SPLIT_TILES``) -- a single block would leave the copies
+    and transforms between its GEMMs on one core."""
     per_img = tile_row_bytes * th
     target = max(BLOCK_BYTES, min_tile_rows * tile_row_bytes)
-    if per_img <= target:
+    t = num_threads()
+    if per_img <= target and (n > 1 or rounds > 1 or t < 2 or th * tw < t * SPLIT_TILES):
         step = max(1, target // max(per_img, 1))
-        step = min(step, max(1, -(-n // 2)))     # at least two blocks for two threads
-        for i in range(0, n, step):
-            yield slice(i, min(n, i + step)), slice(0, th)
+        k = _round_up(-(-n // step), t)                 # at least one block per thread
+        for s in bands(n, min(k, n)):
+            yield s, slice(0, th)
         return
-    rows = max(1, target // max(tile_row_bytes, 1))
+    k = _round_up(-(-th // max(1, target // max(tile_row_bytes, 1))), rounds * t)
     for i in range(n):
-        for r in range(0, th, rows):
-            yield slice(i, i + 1), slice(r, min(th, r + rows))
+        for r in bands(th, min(k, th)):
+            yield slice(i, i + 1), r
+
+
+def _round_up(k, multiple):
+    return -(-k // multiple) * multiple
 
 
 def _min_rows(c, f, tw):
@@ -283,7 +297,7 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
             tile_max_argmax(dst[:, :pr * ph, :pc * pw].reshape(nb, pr, ph, pc, pw, f),
                             out=pooled[bi, q0:q0 + pr], arg=parg[bi, q0:q0 + pr])
 
-    run_blocks(block, _blocks(n, th, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
+    run_blocks(block, _blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
     # Keep x and g, not U: training memory stays at the input's size, and backward
     # rebuilds U (or finds it in the cache when the weights have not changed).
     if pool is not None:
@@ -317,7 +331,7 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
         return None, None, db
     ut = (weight_transform(w, m, dtype, promote=False, tag="wino_g").transpose(0, 2, 1)
           if need[0] else None)                                          # (a*a, F, C)
-    blks = list(_blocks(n, th, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
+    blks = list(_blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw), rounds=2))
     banded = any(bt.stop - bt.start != th for _, bt in blks)
     dx = None
     if need[0]:  # bands overlap by two rows, so they add into zeros; whole images assign

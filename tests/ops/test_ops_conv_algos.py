@@ -240,6 +240,73 @@ def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
         algo.set_num_threads(prev)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("rounds", [1, 2])
+@pytest.mark.parametrize("n, th, tw, row_bytes, min_rows, block_bytes", [
+    (1, 14, 14, 1000, 1, 1 << 20),     # a lone image in one block: split per thread
+    (1, 14, 2, 1000, 1, 1 << 20),      # too few tiles to split
+    (1, 28, 28, 1000, 1, 3000),        # row bands: 10 -> a multiple of the threads
+    (1, 3, 28, 1000, 1, 1000),         # fewer tile rows than the rounded count
+    (64, 4, 4, 1000, 1, 30000),        # image groups: 9 -> a multiple of the threads
+    (3, 4, 4, 1000, 1, 1 << 20),       # fewer images than threads
+    (2, 30, 4, 1000, 20, 1000),        # min_rows raises the target above BLOCK_BYTES
+])
+def test_winograd_blocks_cover_each_tile_row_once_in_balanced_counts(
+        n, th, tw, row_bytes, min_rows, block_bytes, rounds, threads, monkeypatch):
+    monkeypatch.setattr(winograd, "BLOCK_BYTES", block_bytes)
+    prev = algo.num_threads()
+    algo.set_num_threads(threads)
+    try:
+        blocks = list(winograd._blocks(n, th, tw, row_bytes, min_rows, rounds))
+    finally:
+        algo.set_num_threads(prev)
+    seen = np.zeros((n, th), int)
+    for bi, bt in blocks:
+        assert bi.stop > bi.start and bt.stop > bt.start
+        assert bi.stop - bi.start == 1 or (bt.start, bt.stop) == (0, th)  # bands: one image
+        seen[bi, bt] += 1
+    assert (seen == 1).all()
+    target = max(block_bytes, min_rows * row_bytes)
+    sizes = [(bi.stop - bi.start) * (bt.stop - bt.start) for bi, bt in blocks]
+    assert max(sizes) - min(sizes) <= max(1, max(sizes) // 2)           # no stray small block
+    fits = th * row_bytes <= target
+    if fits and n > 1:                           # whole images, as many per block as fit
+        assert len(blocks) % threads == 0 or len(blocks) == n
+        assert max(sizes) <= max(th, target // row_bytes)
+    elif not fits:                               # bands of rows within the target
+        per = len(blocks) // n
+        assert per % (rounds * threads) == 0 or per == th
+        assert max(bt.stop - bt.start for _, bt in blocks) * row_bytes <= target
+    else:                                        # one image that fits one block
+        split = rounds == 1 and threads > 1 and th * tw >= threads * winograd.SPLIT_TILES
+        assert len(blocks) == (min(threads, th) if split else 1)
+
+
+@pytest.mark.parametrize("name", ["winograd2", "winograd4"])
+def test_winograd_splits_a_lone_image_into_one_band_per_thread(name, monkeypatch):
+    """A lone image that fits one block runs as bands (forward) but one block (backward,
+    whose bands add in two rounds): both equal the reference, bitwise repeatably."""
+    monkeypatch.setattr(winograd, "SPLIT_TILES", 1)
+    monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)
+    prev = algo.num_threads()
+    algo.set_num_threads(2)
+    try:
+        cfg = ((1, 23, 17, 5), (3, 3, 5, 4), (1, 1), ((1, 0), (2, 1)), (1, 1), 1)
+        x, w, b, dout = make(cfg, np.float64, 6)
+        m = int(name[-1])
+        _, _, _, _, _, _, _, out_h, out_w, th, tw = winograd._plan(x.shape, w.shape,
+                                                                   cfg[3], m)
+        rb = winograd._row_bytes(m, tw, 5, 4, np.float64)
+        assert len(list(winograd._blocks(1, th, tw, rb, 1))) == 2
+        got = run_algo(name, cfg, x, w, b, dout)
+        again = run_algo(name, cfg, x, w, b, dout)
+        for g, g2, e in zip(got, again, naive(x, w, b, *cfg[2:], dout)):
+            np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+            assert np.array_equal(g, g2)
+    finally:
+        algo.set_num_threads(prev)
+
+
 def test_noncontiguous_and_broadcast_arguments(rng):
     x = rng.standard_normal((2, 9, 9, 6)).transpose(0, 2, 1, 3)[:, :, :, ::2]  # a view
     w = rng.standard_normal((3, 3, 3, 4))
