@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import THREADS
+from . import MALLOC, THREADS
 
 
 @dataclasses.dataclass
@@ -128,7 +128,7 @@ def machine_info(roof: float) -> dict:
     info = {"cpu": cpu_model(), "date": datetime.date.today().isoformat(),
             "threads": THREADS, "python": platform.python_version(),
             "numpy": np.__version__, "torch": torch.__version__,
-            "sgemm_gflops": roof}
+            "sgemm_gflops": roof, "malloc": MALLOC}
     try:
         import onnxruntime
         info["onnxruntime"] = onnxruntime.__version__
@@ -153,7 +153,8 @@ def markdown_table(rows: list[Row], info: dict) -> str:
     head = (f"CPU: {info['cpu']}; {info['threads']} threads; {info['date']}; "
             f"numpy {info['numpy']}, torch {info['torch']}, onnxruntime "
             f"{info['onnxruntime'] or 'not installed'}; sgemm roof "
-            f"{info['sgemm_gflops']:.0f} GFLOP/s (measured in this run).\n\n")
+            f"{info['sgemm_gflops']:.0f} GFLOP/s (measured in this run); malloc policy "
+            f"{info.get('malloc', 'default')} for both frameworks.\n\n")
     lines = ["| id | workload | unit | convnet | torch | ratio | target | met | "
              "convnet GFLOP/s (% roof) | torch GFLOP/s | note |",
              "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|"]

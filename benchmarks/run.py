@@ -18,6 +18,8 @@ Both frameworks use ``BENCH_THREADS`` threads (default 2): the BLAS/OpenMP varia
 are set before NumPy loads and torch gets ``torch.set_num_threads``.  They start from
 the same weights and data; each figure is the median of the repeats after warm-up,
 the two frameworks timed alternately.  The sgemm roof is measured in the same run.
+``BENCH_MALLOC=retain`` runs every framework with glibc keeping freed memory (the policy
+``convnet train`` sets for itself); the default leaves glibc's own.
 The harness reports figures and whether each target is met; it asserts nothing.
 A workload that cannot run (a missing package or piece of convnet) gives an "n/a" row
 with the reason.

@@ -219,7 +219,10 @@ def _resume_config(args):
 
 # ---- commands --------------------------------------------------------------------
 def cmd_train(args) -> int:
+    from .backend import retain_freed_memory
     from .train.runner import RunConfig, run_training
+
+    retain_freed_memory()   # this process is ours: reuse freed activations (see backend)
 
     if args.resume:
         cfg, state, out = _resume_config(args)

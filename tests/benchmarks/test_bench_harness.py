@@ -62,7 +62,10 @@ def test_smoke_run_prints_a_markdown_table_with_every_workload(smoke):
 
 def test_smoke_json_matches_the_table(smoke):
     stdout, doc = smoke
-    assert {"cpu", "date", "threads", "sgemm_gflops", "numpy", "torch"} <= set(doc["machine"])
+    keys = {"cpu", "date", "threads", "sgemm_gflops", "numpy", "torch", "malloc"}
+    assert keys <= set(doc["machine"])
+    assert doc["machine"]["malloc"] == "default"
+    assert "malloc policy default for both frameworks" in stdout
     assert doc["machine"]["threads"] == 2 and doc["machine"]["sgemm_gflops"] > 0
     assert doc["settings"]["smoke"] is True
     assert doc["markdown"].strip() in stdout
@@ -98,6 +101,23 @@ def test_script_entry_point_and_only(tmp_path):
 def test_unknown_workload_is_a_usage_error():
     res = run_harness("-m", "benchmarks", "--only", "W9")
     assert res.returncode == 2 and "unknown workload" in res.stderr
+
+
+def test_malloc_policy_retain_is_recorded_and_bad_values_refused(tmp_path):
+    path = tmp_path / "w4.json"
+    env = dict(os.environ, BENCH_MALLOC="retain")
+    res = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--only", "W4", "--json",
+                          str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    policy = json.loads(path.read_text())["machine"]["malloc"]
+    assert policy in ("retain", "default (not glibc)")
+    env["BENCH_MALLOC"] = "jemalloc"
+    res = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0
+    assert "BENCH_MALLOC must be 'retain' or 'default', got 'jemalloc'" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_ratio_and_target_logic(common):
