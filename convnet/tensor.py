@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 
 from . import backend
-from .ops.algo import owned as _owned
+from .ops.threads import owned as _owned
 
 _state = threading.local()
 
@@ -209,7 +209,7 @@ class Tensor:
                         stack.append((parent, False))
 
         grads: dict[int, np.ndarray] = {id(root): grad}
-        with _owned():                                    # one BLAS thread; see ops.algo
+        with _owned():                                    # one BLAS thread; see ops.threads
             self._backward_pass(order, grads, retain_graph)
 
     @staticmethod
@@ -388,7 +388,7 @@ class Function:
                 needs.append(False)
                 arrays.append(a)
         ctx.needs_input_grad = tuple(needs)
-        with _owned():                                    # one BLAS thread; see ops.algo
+        with _owned():                                    # one BLAS thread; see ops.threads
             out = ctx.forward(*arrays, **kwargs)
         del arrays
         result = Tensor._wrap(out, False)

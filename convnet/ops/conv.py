@@ -26,9 +26,8 @@ import time
 
 import numpy as np
 
-from . import algo, toeplitz, winograd
+from . import algo, threads, toeplitz, winograd
 from .activation import relu_backward
-from .algo import matmul
 from .im2col import (
     bias_grad,
     col2im,
@@ -41,6 +40,7 @@ from .im2col import (
     windows,
 )
 from .shape import conv_output_shape
+from .threads import matmul
 
 
 def pad_nhwc(x: np.ndarray, pads) -> np.ndarray:
@@ -213,7 +213,7 @@ def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:
         _FORWARD[name](*args)
         return time.perf_counter() - t0
 
-    with algo.owned():  # one BLAS thread, the pool has the cores (see ops.algo)
+    with threads.owned():  # one BLAS thread, the pool has the cores (see ops.threads)
         return algo.choose(x.shape, w.shape, args[3], args[4], args[5], groups,
                            np.result_type(x.dtype, w.dtype), timer)
 
@@ -233,7 +233,7 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups=1, relu=False, pool=N
     (N, OH // PH, OW // PW, F) and ``conv2d_backward`` takes the pooled gradient."""
     stride, dilation = tuple(stride), tuple(dilation)
     pads = tuple(tuple(p) for p in pads)
-    with algo.owned():  # one BLAS thread, the pool has the cores (see ops.algo)
+    with threads.owned():  # one BLAS thread, the pool has the cores (see ops.threads)
         name = choose_algorithm(x, w, b, stride, pads, dilation, groups)
         if pool is None:
             out, inner = _FORWARD[name](x, w, b, stride, pads, dilation, groups, relu=relu)
@@ -251,7 +251,7 @@ def conv2d_backward(dout, cache, need=(True, True, True), relu_out=None):
     output of ``conv2d_relu_forward``) it is the backward of conv + ReLU: the algorithms
     that run in blocks mask dout block by block, the others mask one copy first."""
     name, inner = cache
-    with algo.owned():
+    with threads.owned():
         return _BACKWARD[name](dout, inner, tuple(need), relu_out=relu_out)
 
 

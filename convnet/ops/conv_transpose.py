@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .algo import matmul
 from .conv import col2im2d, pad_nhwc, unpad_nhwc, windows2d
+from .threads import matmul
 
 
 def conv_transpose_output_size(n: int, k: int, s: int, p, d: int, op: int) -> int:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .algo import matmul
 from .conv import conv2d_backward, conv2d_forward, pad_nhwc, unpad_nhwc
+from .threads import matmul
 
 # ---- 1-D: the 2-D op on a height-1 view ------------------------------------
 

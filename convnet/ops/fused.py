@@ -16,7 +16,7 @@ algorithm runs the three ops in turn, with the same results.
 
 from __future__ import annotations
 
-from . import algo
+from . import threads
 from .conv import (
     choose_algorithm,
     conv2d_backward,
@@ -33,7 +33,7 @@ def conv2d_relu_pool_forward(x, w, b, stride, pads, dilation, groups, pool):
     pool = tuple(pool)
     stride, dilation = tuple(stride), tuple(dilation)
     pads = tuple(tuple(p) for p in pads)
-    with algo.owned():
+    with threads.owned():
         if pools_in_blocks(choose_algorithm(x, w, b, stride, pads, dilation, groups), pool):
             out, cache = conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=True,
                                         pool=pool)

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .activation import relu_mask
-from .algo import bands, matmul, num_threads, run_blocks, run_reduce
+from .threads import bands, matmul, num_threads, run_blocks, run_reduce
 
 BLOCK_BYTES = 2 << 20     # target size of one block of columns
 
@@ -98,7 +98,7 @@ def kmajor(c: int) -> bool:
 def _parallel(col_bytes: int) -> bool:
     """Whether the blocks of a conv go to the thread pool: not for small convs (under
     four blocks), where running the blocks in turn, each GEMM cut over the pool
-    (``algo.matmul``), measured faster."""
+    (``threads.matmul``), measured faster."""
     return col_bytes >= 4 * BLOCK_BYTES
 
 

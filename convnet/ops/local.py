@@ -21,8 +21,8 @@ matmuls and the ``col2im2d`` scatter (a loop over kernel taps only).
 
 from __future__ import annotations
 
-from .algo import matmul
 from .conv import col2im2d, pad_nhwc, unpad_nhwc, windows2d
+from .threads import matmul
 
 
 def local2d_forward(x, w, b, stride, pads):

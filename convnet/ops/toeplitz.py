@@ -33,7 +33,7 @@ output rows), one after another: each block copies its rows into a scratch buffe
 runs its GEMMs there and finishes its output while it is in cache.  The bias rides in
 the GEMM (a column of ones after the rows, the bias tiled over OW as one more row of
 T), which also makes db the last row of the dT GEMM.  These layers are small (LeNet's
-GEMMs take 0.1-0.4 ms): the GEMMs run on the BLAS's own threads (``algo.blas_threads``),
+GEMMs take 0.1-0.4 ms): the GEMMs run on the BLAS's own threads (``threads.blas_threads``),
 whose spinning workers split them far faster than a round trip through ``algo``'s
 pool, where every short NumPy call between two threads also waits for the GIL.
 
@@ -55,8 +55,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .activation import relu_mask
-from .algo import bands, blas_threads
 from .im2col import scratch
+from .threads import bands, blas_threads
 
 MAX_BLOWUP = 6.0          # Wp / KW: the band's extra multiplies, at most
 MAX_BAND_BYTES = 4 << 20  # size of T

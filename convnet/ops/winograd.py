@@ -32,127 +32,15 @@ against a float64 direct conv).
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .activation import relu_backward, relu_mask
-from .algo import bands, matmul, num_threads, run_blocks, run_reduce
 from .im2col import bias_grad, scratch
+from .threads import bands, matmul, num_threads, run_blocks, run_reduce
+from .winograd_transforms import kron_matrices, weight_transform
 
 BLOCK_BYTES = 2 << 20     # target size of one block of transformed input tiles
-
-# 1-D transforms, exact rationals (Lavin & Gray): interpolation points 0, +-1 (F2);
-# 0, +-1, +-2 and infinity (F4).
-_MATRICES = {
-    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
-        np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]]),
-        np.array([[1, 1, 1, 0], [0, 1, -1, -1]])),
-    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]),
-        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
-        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
-                  [0, 1, -1, 8, -8, 1]])),
-}
-_KRON: dict = {}
-_ucache_lock = threading.RLock()
-
-
-def kron_matrices(m: int, dtype):
-    """(kron(B^T,B^T), kron(G,G), kron(A^T,A^T)) for F(m x m, 3x3), in ``dtype``."""
-    key = (m, np.dtype(dtype).str)
-    if key not in _KRON:
-        bt, g, at = (np.asarray(t, np.float64) for t in _MATRICES[m])
-        _KRON[key] = tuple(np.ascontiguousarray(np.kron(t, t), dtype=dtype)
-                           for t in (bt, g, at))
-    return _KRON[key]
-
-
-# ---- the weight transform, remembered while the weights stay the same ------------------
-#
-# U = kron(G, G) @ g is (a*a) / 9 times the weights and, for wide layers at small spatial
-# size (VGG's 512-channel convs at batch 1), costs as much as the tile GEMMs.  Inference
-# calls a layer again and again with the same weights, so U is kept -- but only once a
-# second forward pass has shown the weights unchanged: the first keeps a copy of the
-# weights, each later call compares them exactly with it (a mismatch is found in the first
-# few values when an optimizer has stepped).  A backward pass may use a kept U but never
-# promotes one (its forward, moments earlier, saw the same weights), so training keeps
-# small copies only, never U, and a changed array can never be paired with a stale U.
-
-UCACHE_MIN_BYTES = 1 << 20       # smaller transforms are cheaper than the bookkeeping
-UCACHE_MAX_BYTES = 1 << 30       # total U kept, least recently used dropped first
-_ucache: OrderedDict = OrderedDict()
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    fa, fb = a.reshape(-1), b.reshape(-1)
-    return bool(np.array_equal(fa[:256], fb[:256]) and np.array_equal(fa, fb))
-
-
-def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
-                     tag: str | None = None) -> np.ndarray:
-    """U = kron(G, G) @ g: (a*a, C, F) for F(m x m, 3x3), cached as described above
-    (``promote=False``: a backward pass, which reads the cache but never fills it).
-
-    With ``tag`` a U that is not kept goes into that scratch buffer (valid until the
-    calling thread's next use of the tag) instead of fresh memory."""
-    _, _, c, f = w.shape
-    a2 = (m + 2) ** 2
-    kg = kron_matrices(m, dtype)[1]
-
-    def transform(keep=False):
-        out = None if keep or tag is None else scratch(tag, (a2, c * f), dtype)
-        return matmul(kg, w.reshape(9, c * f).astype(dtype, copy=False),
-                      out=out).reshape(a2, c, f)
-
-    if a2 * c * f * np.dtype(dtype).itemsize < UCACHE_MIN_BYTES:
-        return transform()
-    key = (id(w), w.shape, w.dtype.str, m, np.dtype(dtype).str)
-    with _ucache_lock:
-        entry = _ucache.get(key)
-    if entry is not None and entry[0]() is w and _same(entry[1], w):
-        if entry[2] is None and not promote:
-            return transform()
-        if entry[2] is None:                                             # second sighting
-            entry[2] = transform(keep=True)
-            entry[2].flags.writeable = False
-        with _ucache_lock:
-            _ucache.move_to_end(key)
-            _trim_ucache()
-        return entry[2]
-    u = transform()
-    if not promote:
-        return u
-    try:  # the entry dies with the weight array
-        ref = weakref.ref(w, lambda _, key=key: _drop(key))
-    except TypeError:
-        return u
-    with _ucache_lock:
-        _ucache[key] = [ref, w.copy(), None]
-        _trim_ucache()
-    return u
-
-
-def _drop(key) -> None:
-    with _ucache_lock:
-        _ucache.pop(key, None)
-
-
-def _trim_ucache():
-    total = sum(e[1].nbytes + (0 if e[2] is None else e[2].nbytes) for e in _ucache.values())
-    while total > UCACHE_MAX_BYTES and len(_ucache) > 1:
-        _, (_, w_copy, u) = _ucache.popitem(last=False)
-        total -= w_copy.nbytes + (0 if u is None else u.nbytes)
-
-
-def clear_weight_cache() -> None:
-    with _ucache_lock:
-        _ucache.clear()
-
 
 def applies(w_shape, stride, dilation, groups) -> bool:
     return (tuple(w_shape[:2]) == (3, 3) and tuple(stride) == (1, 1)

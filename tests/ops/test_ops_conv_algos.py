@@ -11,7 +11,8 @@ from helpers import from_torch, numerical_grad, to_torch, tol
 
 import convnet.functional as F
 from convnet import Tensor
-from convnet.ops import algo, im2col, toeplitz, winograd
+from convnet.ops import algo, im2col, toeplitz, winograd, winograd_transforms
+from convnet.ops import threads as ops_threads
 from convnet.ops.conv import algorithm_of, conv2d_backward, conv2d_forward
 
 ALGOS = list(algo.ALGORITHMS)
@@ -203,7 +204,7 @@ def test_winograd_float32_error_vs_float64_direct(m, shape):
 def test_winograd_transforms_are_exact_in_float64(rng):
     """A*A^T-style identities: F(m,3) on one tile equals the direct 1-D correlation."""
     for m in (2, 4):
-        bt, g, at = (np.asarray(t, np.float64) for t in winograd._MATRICES[m])
+        bt, g, at = (np.asarray(t, np.float64) for t in winograd_transforms._MATRICES[m])
         d, k = rng.standard_normal(m + 2), rng.standard_normal(3)
         direct = np.array([d[i:i + 3] @ k for i in range(m)])
         np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), direct, rtol=1e-12, atol=1e-12)
@@ -223,9 +224,9 @@ def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
     monkeypatch.setattr(im2col, "BLOCK_BYTES", 2048)
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 2048)
     monkeypatch.setattr(toeplitz, "BLOCK_BYTES", 2048)
-    monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)                   # cut every GEMM
-    prev = algo.num_threads()
-    algo.set_num_threads(threads)
+    monkeypatch.setattr(ops_threads, "PARALLEL_FLOPS", 1)            # cut every GEMM
+    prev = ops_threads.num_threads()
+    ops_threads.set_num_threads(threads)
     try:
         n, h, wd, c, f = shape
         cfg = ((n, h, wd, c), (3, 3, c, f), (1, 1), ((1, 0), (2, 1)), (1, 1), 1)
@@ -237,7 +238,7 @@ def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
             assert np.array_equal(g, g2)
     finally:
-        algo.set_num_threads(prev)
+        ops_threads.set_num_threads(prev)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -254,12 +255,12 @@ def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
 def test_winograd_blocks_cover_each_tile_row_once_in_balanced_counts(
         n, th, tw, row_bytes, min_rows, block_bytes, rounds, threads, monkeypatch):
     monkeypatch.setattr(winograd, "BLOCK_BYTES", block_bytes)
-    prev = algo.num_threads()
-    algo.set_num_threads(threads)
+    prev = ops_threads.num_threads()
+    ops_threads.set_num_threads(threads)
     try:
         blocks = list(winograd._blocks(n, th, tw, row_bytes, min_rows, rounds))
     finally:
-        algo.set_num_threads(prev)
+        ops_threads.set_num_threads(prev)
     seen = np.zeros((n, th), int)
     for bi, bt in blocks:
         assert bi.stop > bi.start and bt.stop > bt.start
@@ -287,9 +288,9 @@ def test_winograd_splits_a_lone_image_into_one_band_per_thread(name, monkeypatch
     """A lone image that fits one block runs as bands (forward) but one block (backward,
     whose bands add in two rounds): both equal the reference, bitwise repeatably."""
     monkeypatch.setattr(winograd, "SPLIT_TILES", 1)
-    monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)
-    prev = algo.num_threads()
-    algo.set_num_threads(2)
+    monkeypatch.setattr(ops_threads, "PARALLEL_FLOPS", 1)
+    prev = ops_threads.num_threads()
+    ops_threads.set_num_threads(2)
     try:
         cfg = ((1, 23, 17, 5), (3, 3, 5, 4), (1, 1), ((1, 0), (2, 1)), (1, 1), 1)
         x, w, b, dout = make(cfg, np.float64, 6)
@@ -304,7 +305,7 @@ def test_winograd_splits_a_lone_image_into_one_band_per_thread(name, monkeypatch
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
             assert np.array_equal(g, g2)
     finally:
-        algo.set_num_threads(prev)
+        ops_threads.set_num_threads(prev)
 
 
 def test_noncontiguous_and_broadcast_arguments(rng):
@@ -414,15 +415,15 @@ def test_benchmark_mode_times_candidates_once(rng):
 
 def test_set_num_threads_validates():
     with pytest.raises(ValueError, match="expected an int >= 1"):
-        algo.set_num_threads(0)
+        ops_threads.set_num_threads(0)
 
 
 # ---- the Winograd weight-transform cache -------------------------------------------
 
 @pytest.mark.parametrize("name", ["winograd2", "winograd4"])
 def test_weight_transform_cache_never_serves_stale_weights(name, monkeypatch, rng):
-    monkeypatch.setattr(winograd, "UCACHE_MIN_BYTES", 0)
-    winograd.clear_weight_cache()
+    monkeypatch.setattr(winograd_transforms, "UCACHE_MIN_BYTES", 0)
+    winograd_transforms.clear_weight_cache()
     x = rng.standard_normal((1, 6, 6, 3)).astype(np.float32)
     w = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
     pads = ((1, 1), (1, 1))
@@ -434,7 +435,7 @@ def test_weight_transform_cache_never_serves_stale_weights(name, monkeypatch, rn
     first, second = conv(w), conv(w)           # the second call stores U, a third uses it
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(conv(w), second)
-    assert any(e[2] is not None for e in winograd._ucache.values())
+    assert any(e[2] is not None for e in winograd_transforms._ucache.values())
     w[1, 2, 0, 3] += 1.0                       # an optimizer step, in place
     np.testing.assert_allclose(conv(w), conv(w, "im2col"), rtol=1e-4, atol=1e-5)
     w *= 0.5
@@ -442,7 +443,7 @@ def test_weight_transform_cache_never_serves_stale_weights(name, monkeypatch, rn
     del w                                      # the entry goes with the weight array
     import gc
     gc.collect()
-    assert len(winograd._ucache) == 0
+    assert len(winograd_transforms._ucache) == 0
 
 
 # ---- fused conv + bias + ReLU --------------------------------------------------------

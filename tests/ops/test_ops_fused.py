@@ -12,6 +12,7 @@ from helpers import from_torch, grad_check, to_torch, tol
 
 import convnet.functional as F
 from convnet.ops import activation, algo, im2col, pool, toeplitz, winograd
+from convnet.ops import threads as ops_threads
 from convnet.ops.conv import (
     conv2d_backward,
     conv2d_forward,
@@ -183,9 +184,9 @@ def test_blocked_threaded_paths(m, shape, threads, monkeypatch):
     overlap): the result equals the reference and repeats bit for bit."""
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 2048)
     monkeypatch.setattr(im2col, "BLOCK_BYTES", 2048)
-    monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)
-    prev = algo.num_threads()
-    algo.set_num_threads(threads)
+    monkeypatch.setattr(ops_threads, "PARALLEL_FLOPS", 1)
+    prev = ops_threads.num_threads()
+    ops_threads.set_num_threads(threads)
     try:
         n, h, wd, c, f = shape
         case = ((n, h, wd, c), (3, 3, c, f), ((1, 0), (2, 1)), (2, 2))
@@ -209,7 +210,7 @@ def test_blocked_threaded_paths(m, shape, threads, monkeypatch):
         for g, e in zip(pair, want):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
     finally:
-        algo.set_num_threads(prev)
+        ops_threads.set_num_threads(prev)
 
 
 @pytest.mark.parametrize("block_bytes", [1 << 9, 1 << 13, 1 << 30],

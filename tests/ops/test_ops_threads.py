@@ -1,4 +1,4 @@
-"""The execution model of ops.algo: ``owned()`` (one BLAS thread while convnet runs)
+"""The execution model of ops.threads: ``owned()`` (one BLAS thread while convnet runs)
 and ``matmul`` (one GEMM cut into bands on the pool)."""
 
 from __future__ import annotations
@@ -8,19 +8,20 @@ import pytest
 
 import convnet
 from convnet import nn
-from convnet.ops import algo
+from convnet.ops import threads
 
-needs_blas = pytest.mark.skipif(not algo._blas(), reason="no controllable OpenBLAS in this NumPy")
+needs_blas = pytest.mark.skipif(not threads._blas(),
+                                reason="no controllable OpenBLAS in this NumPy")
 
 
 @pytest.fixture
 def two_threads(monkeypatch):
     """Two pool threads and a tiny split threshold, so every product below is cut."""
-    prev = algo.num_threads()
-    algo.set_num_threads(2)
-    monkeypatch.setattr(algo, "PARALLEL_FLOPS", 1)
+    prev = threads.num_threads()
+    threads.set_num_threads(2)
+    monkeypatch.setattr(threads, "PARALLEL_FLOPS", 1)
     yield
-    algo.set_num_threads(prev)
+    threads.set_num_threads(prev)
 
 
 @pytest.mark.parametrize("sa, sb", [
@@ -37,8 +38,8 @@ def test_matmul_equals_numpy(sa, sb, dtype, two_threads, rng):
     a = rng.standard_normal(sa).astype(dtype)
     b = rng.standard_normal(sb).astype(dtype)
     want = np.matmul(a.astype(np.float64), b.astype(np.float64))
-    with algo.owned():
-        got = algo.matmul(a, b)
+    with threads.owned():
+        got = threads.matmul(a, b)
     assert got.shape == want.shape and got.dtype == np.dtype(dtype)
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
@@ -48,24 +49,24 @@ def test_matmul_writes_into_out_and_views(two_threads, rng):
     a = rng.standard_normal((40, 30)).T             # a transposed view, (30, 40)
     b = rng.standard_normal((40, 50))[:, ::2]       # a strided view, (40, 25)
     out = np.full((30, 25), np.nan)
-    assert algo.matmul(a, b, out=out) is out
+    assert threads.matmul(a, b, out=out) is out
     np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
 
 
 def test_matmul_is_repeatable_bit_for_bit(two_threads, rng):
     a, b = rng.standard_normal((64, 33)), rng.standard_normal((33, 17))
-    first = algo.matmul(a, b)
+    first = threads.matmul(a, b)
     for _ in range(5):
-        assert np.array_equal(algo.matmul(a, b), first)
+        assert np.array_equal(threads.matmul(a, b), first)
 
 
 @needs_blas
 def test_owned_sets_one_blas_thread_and_restores_it():
-    getters = [get for _, get in algo._blas()]
+    getters = [get for _, get in threads._blas()]
     before = [get() for get in getters]
-    with algo.owned():
+    with threads.owned():
         assert [get() for get in getters] == [1] * len(getters)
-        with algo.owned():                          # re-entrant
+        with threads.owned():                          # re-entrant
             assert [get() for get in getters] == [1] * len(getters)
         assert [get() for get in getters] == [1] * len(getters)
     assert [get() for get in getters] == before
@@ -73,16 +74,16 @@ def test_owned_sets_one_blas_thread_and_restores_it():
 
 @needs_blas
 def test_blas_threads_gives_the_blas_its_threads_back_inside_owned():
-    getters = [get for _, get in algo._blas()]
+    getters = [get for _, get in threads._blas()]
     before = [get() for get in getters]
-    with algo.blas_threads():                       # outside owned(): nothing changes
+    with threads.blas_threads():                       # outside owned(): nothing changes
         assert [get() for get in getters] == before
-    with algo.owned():
-        with algo.blas_threads():
+    with threads.owned():
+        with threads.blas_threads():
             assert [get() for get in getters] == before
         assert [get() for get in getters] == [1] * len(getters)
         with pytest.raises(ZeroDivisionError):
-            with algo.blas_threads():
+            with threads.blas_threads():
                 1 / 0
         assert [get() for get in getters] == [1] * len(getters)
     assert [get() for get in getters] == before
@@ -90,10 +91,10 @@ def test_blas_threads_gives_the_blas_its_threads_back_inside_owned():
 
 @needs_blas
 def test_owned_restores_after_an_exception():
-    getters = [get for _, get in algo._blas()]
+    getters = [get for _, get in threads._blas()]
     before = [get() for get in getters]
     with pytest.raises(ZeroDivisionError):
-        with algo.owned():
+        with threads.owned():
             1 / 0
     assert [get() for get in getters] == before
 
@@ -101,20 +102,20 @@ def test_owned_restores_after_an_exception():
 @needs_blas
 def test_thread_count_first_read_inside_owned_is_the_blas_count(monkeypatch):
     """The pool's size must not be read from the BLAS while owned() has set it to 1."""
-    before = algo._blas()[0][1]()
-    monkeypatch.setitem(algo._exec, "threads", None)
-    with algo.owned():
-        assert algo.num_threads() == max(1, before)
+    before = threads._blas()[0][1]()
+    monkeypatch.setitem(threads._exec, "threads", None)
+    with threads.owned():
+        assert threads.num_threads() == max(1, before)
 
 
 @needs_blas
 def test_tape_runs_ops_with_one_blas_thread(monkeypatch):
     """Forward and backward through the tape run inside owned(): the BLAS reads 1 there."""
     seen = []
-    real = algo.matmul
+    real = threads.matmul
 
     def spy(a, b, out=None):
-        seen.append(algo._blas()[0][1]())
+        seen.append(threads._blas()[0][1]())
         return real(a, b, out=out)
 
     monkeypatch.setattr("convnet.ops.linear.matmul", spy)
@@ -128,7 +129,7 @@ def test_tape_runs_ops_with_one_blas_thread(monkeypatch):
 
 def test_run_blocks_keeps_block_order_and_runs_every_block(two_threads):
     seen = []
-    got = algo.run_blocks(lambda b: seen.append(b) or b * b, range(50))
+    got = threads.run_blocks(lambda b: seen.append(b) or b * b, range(50))
     assert got == [b * b for b in range(50)]
     assert sorted(seen) == list(range(50))
 
@@ -139,12 +140,12 @@ def test_run_blocks_reraises_a_block_error_on_the_caller(two_threads):
             raise KeyError("block 7")
         return b
     with pytest.raises(KeyError, match="block 7"):
-        algo.run_blocks(fn, range(20))
-    assert algo.run_blocks(lambda b: b, range(4)) == [0, 1, 2, 3]   # the pool still works
+        threads.run_blocks(fn, range(20))
+    assert threads.run_blocks(lambda b: b, range(4)) == [0, 1, 2, 3]   # the pool still works
 
 
 def test_nested_run_blocks_run_in_turn_inside_a_block(two_threads):
-    inner = algo.run_blocks(lambda b: algo.run_blocks(lambda c: (b, c), range(3)), range(4))
+    inner = threads.run_blocks(lambda b: threads.run_blocks(lambda c: (b, c), range(3)), range(4))
     assert inner == [[(b, c) for c in range(3)] for b in range(4)]
 
 
@@ -158,12 +159,12 @@ def test_two_caller_threads_share_the_pool(two_threads, rng):
     def caller():
         try:
             for _ in range(20):
-                results.append(np.allclose(algo.matmul(a, b), want, rtol=1e-12, atol=1e-12))
+                results.append(np.allclose(threads.matmul(a, b), want, rtol=1e-12, atol=1e-12))
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
-    threads = [threading.Thread(target=caller) for _ in range(3)]
-    for t in threads:
+    callers = [threading.Thread(target=caller) for _ in range(3)]
+    for t in callers:
         t.start()
-    for t in threads:
+    for t in callers:
         t.join()
     assert not errors and len(results) == 60 and all(results)
