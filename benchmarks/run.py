@@ -28,7 +28,6 @@ with the reason.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -122,8 +121,8 @@ def main(argv=None) -> int:
                "settings": {"quick": settings.quick, "smoke": settings.smoke,
                             "warmup": settings.warmup, "repeats": settings.repeats},
                "rows": [r.as_dict() for r in rows], "markdown": table}
-        with open(args.json, "w") as fh:
-            json.dump(doc, fh, indent=2)
+        from convnet.io.atomic import atomic_write_json
+        atomic_write_json(args.json, doc)          # a crash never leaves half a file
     return 0
 
 

@@ -65,8 +65,10 @@ def _blocks(n, th, tw, tile_row_bytes, min_tile_rows, rounds=1):
 
     Whole images are grouped while one fits; a larger image is cut into bands of tile
     rows.  ``min_tile_rows`` keeps blocks big enough that re-reading U stays cheap.  The
-    count of blocks is a multiple of ``rounds`` x threads (the backward adds neighbouring
-    bands in two rounds), so no thread idles while another runs a last odd block; a lone
+    count of a few blocks (under four per thread and round) is rounded up to a multiple of
+    ``rounds`` x threads (the backward adds neighbouring bands in two rounds), so no
+    thread idles while another runs a last odd block -- with more blocks that costs at
+    most a small fraction, less than the smaller blocks rounding up would make; a lone
     image that fits one block is still cut into one band per thread (forward) when the
     bands stay wide enough (``SPLIT_TILES``) -- a single block would leave the copies
     and transforms between its GEMMs on one core."""
@@ -75,18 +77,19 @@ def _blocks(n, th, tw, tile_row_bytes, min_tile_rows, rounds=1):
     t = num_threads()
     if per_img <= target and (n > 1 or rounds > 1 or t < 2 or th * tw < t * SPLIT_TILES):
         step = max(1, target // max(per_img, 1))
-        k = _round_up(-(-n // step), t)                 # at least one block per thread
+        k = _balanced(-(-n // step), t)                 # at least one block per thread
         for s in bands(n, min(k, n)):
             yield s, slice(0, th)
         return
-    k = _round_up(-(-th // max(1, target // max(tile_row_bytes, 1))), rounds * t)
+    k = _balanced(-(-th // max(1, target // max(tile_row_bytes, 1))), rounds * t)
     for i in range(n):
         for r in bands(th, min(k, th)):
             yield slice(i, i + 1), r
 
 
-def _round_up(k, multiple):
-    return -(-k // multiple) * multiple
+def _balanced(k, multiple):
+    """``k`` blocks, rounded up to a multiple of ``multiple`` when there are few."""
+    return -(-k // multiple) * multiple if k < 4 * multiple else k
 
 
 def _min_rows(c, f, tw):
