@@ -311,6 +311,25 @@ def test_winograd_splits_a_lone_image_into_one_band_per_thread(name, monkeypatch
         ops_threads.set_num_threads(prev)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_matrix_of_the_dx_pass_is_a_transposed_copy_of_rows(dtype, rng):
+    """The dX pass's flipped, channel-swapped kernel becomes (K, F) as the transpose of a
+    row copy (F-contiguous, read by the BLAS as a transposed operand); other kernels stay
+    (K, F) C-contiguous.  Values equal the plain reshape either way."""
+    w = rng.standard_normal((3, 2, 5, 7)).astype(dtype)
+    flip = w[::-1, ::-1].transpose(0, 1, 3, 2)                           # (KH, KW, F, C)
+    got = im2col._weight_matrix(flip)
+    assert got.shape == (3 * 2 * 7, 5) and got.flags.f_contiguous and got.dtype == dtype
+    np.testing.assert_array_equal(got, np.ascontiguousarray(flip).reshape(42, 5))
+    plain = im2col._weight_matrix(w)
+    assert plain.flags.c_contiguous and np.shares_memory(plain, w)
+    np.testing.assert_array_equal(plain, w.reshape(30, 7))
+    x = rng.standard_normal((2, 6, 5, 7)).astype(dtype)
+    out = im2col.gemm_conv(x, flip, (1, 1), (1, 1), 4, 4)
+    ref = im2col.gemm_conv(x, np.ascontiguousarray(flip), (1, 1), (1, 1), 4, 4)
+    np.testing.assert_allclose(out, ref, **tol(dtype))
+
+
 def test_noncontiguous_and_broadcast_arguments(rng):
     x = rng.standard_normal((2, 9, 9, 6)).transpose(0, 2, 1, 3)[:, :, :, ::2]  # a view
     w = rng.standard_normal((3, 3, 3, 4))
