@@ -70,7 +70,7 @@ def retain_freed_memory(limit: int = 1 << 30) -> bool:
             return True
         try:
             mallopt = ctypes.CDLL(None).mallopt
-        except (OSError, AttributeError):                  # not glibc (musl, macOS, Windows)
+        except (OSError, AttributeError, TypeError):       # not glibc (musl, macOS, Windows)
             return False
         mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
         if not (mallopt(_M_MMAP_THRESHOLD, limit) and mallopt(_M_TRIM_THRESHOLD, limit)):
