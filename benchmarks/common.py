@@ -128,13 +128,22 @@ def machine_info(roof: float) -> dict:
     info = {"cpu": cpu_model(), "date": datetime.date.today().isoformat(),
             "threads": THREADS, "python": platform.python_version(),
             "numpy": np.__version__, "torch": torch.__version__,
-            "sgemm_gflops": roof, "malloc": MALLOC}
+            "sgemm_gflops": roof, "malloc": MALLOC, "jit": jit_info()}
     try:
         import onnxruntime
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         info["onnxruntime"] = None
     return info
+
+
+def jit_info() -> str:
+    """How convnet's Winograd tile transforms run: "numba X.Y" (compiled) or "numpy"."""
+    from convnet.ops import jit
+    if not jit.enabled():
+        return "numpy"
+    import numba
+    return f"numba {numba.__version__}"
 
 
 def _fmt(v, unit="") -> str:
@@ -154,7 +163,8 @@ def markdown_table(rows: list[Row], info: dict) -> str:
             f"numpy {info['numpy']}, torch {info['torch']}, onnxruntime "
             f"{info['onnxruntime'] or 'not installed'}; sgemm roof "
             f"{info['sgemm_gflops']:.0f} GFLOP/s (measured in this run); malloc policy "
-            f"{info.get('malloc', 'default')} for both frameworks.\n\n")
+            f"{info.get('malloc', 'default')} for both frameworks; convnet's Winograd "
+            f"transforms: {info.get('jit', 'numpy')}.\n\n")
     lines = ["| id | workload | unit | convnet | torch | ratio | target | met | "
              "convnet GFLOP/s (% roof) | torch GFLOP/s | note |",
              "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|"]

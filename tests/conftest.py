@@ -7,6 +7,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The compiled kernels (convnet.ops.jit) index without bounds checks in use; under test
+# numba checks every index, so a stray one raises IndexError instead of writing memory.
+os.environ.setdefault("NUMBA_BOUNDSCHECK", "1")
 
 
 @pytest.fixture

@@ -5,9 +5,29 @@ None of these call the code under test to compute an expected value.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from convnet import Tensor
+from convnet.ops import algo, jit
+
+# Every conv2d algorithm, plus Winograd F(4x4) with its tile transforms in NumPy rather
+# than compiled (``ops.jit``; plain "winograd4" runs compiled when numba is installed).
+ALGO_VARIANTS = list(algo.ALGORITHMS) + ["winograd4-numpy"]
+
+
+@contextmanager
+def force_algo(name: str):
+    """``algo.force`` for a name of ALGO_VARIANTS ("-numpy": ops.jit turned off)."""
+    base, _, variant = name.partition("-")
+    with jit.use(variant != "numpy"), algo.force(base):
+        yield
+
+
+def base_algo(name: str) -> str:
+    """The algorithm a variant name runs ("winograd4-numpy" -> "winograd4")."""
+    return name.partition("-")[0]
 
 TOL = {np.float64: dict(rtol=1e-7, atol=1e-9), np.float32: dict(rtol=1e-4, atol=1e-5)}
 

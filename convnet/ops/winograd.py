@@ -37,6 +37,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .activation import relu_backward, relu_mask
 from .im2col import bias_grad, scratch
+from .jit import kernels as _jit_kernels
 from .threads import bands, matmul, num_threads, run_blocks, run_reduce
 from .winograd_transforms import kron_matrices, weight_transform
 
@@ -122,6 +123,11 @@ def _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype):
     nb, tb = bi.stop - bi.start, bt.stop - bt.start
     grid = scratch("wino_a", (nb, tb * m + 2, tw * m + 2, c), dtype)     # padded rows of x
     _load(grid, x[bi], bt.start * m - pt, -pl)
+    k = _kernels(m, dtype)
+    if k is not None:                                                    # compiled B^T d B
+        v = scratch("wino_c", (a * a, nb * tb * tw, c), dtype)
+        k.input_tiles(grid, tb, tw, v)
+        return v
     s_n, s_h, s_w, s_c = grid.strides
     view = as_strided(grid, shape=(a, a, nb, tb, tw, c),
                       strides=(s_h, s_w, s_n, m * s_h, m * s_w, s_c), writeable=False)
@@ -130,6 +136,13 @@ def _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype):
     v = scratch("wino_c", (a * a, nb * tb * tw, c), dtype)
     matmul(kb, d, out=v.reshape(a * a, -1))                           # (a*a, Pb, C)
     return v
+
+
+def _kernels(m, dtype):
+    """ops.jit's compiled transforms for F(4x4) in float32/64, else None (NumPy path)."""
+    if m != 4 or np.dtype(dtype) not in (np.float32, np.float64):
+        return None
+    return _jit_kernels()
 
 
 def _row_bytes(m, tw, c, f, dtype):
@@ -159,6 +172,9 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
         parg = np.empty(pooled.shape, np.uint8)
     u = weight_transform(w, m, dtype, tag="wino_g")                      # (a*a, C, F)
     out = np.empty((n, out_h, out_w, f), dtype) if pool is None else None  # (N, OH, OW, F)
+    kern = _kernels(m, dtype)
+    if kern is not None:
+        bias = np.zeros(f, dtype) if b is None else np.ascontiguousarray(b, dtype)
 
     def block(blk):
         bi, bt = blk
@@ -166,11 +182,24 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
         v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)            # (a*a, Pb, C)
         mm = scratch("wino_d", (a * a, nb * tb * tw, f), dtype)
         matmul(v, u, out=mm)                                          # pc,cf -> pf per point
+        r0 = bt.start * m
+        rows = min(bt.stop * m, out_h) - r0
+        if kern is not None:                        # compiled A^T M A + bias (+ ReLU)
+            if pool is None:
+                kern.output_tiles(mm, tb, tw, bias, relu, out, bi.start, r0, rows, out_w)
+                return
+            pr, pc, q0 = rows // ph, out_w // pw, r0 // ph
+            if (ph, pw) == (2, 2):                          # and the pool, in registers
+                kern.pool_tiles(mm, tb, tw, bias, pooled, parg, bi.start, q0, pr, pc)
+                return
+            dst = scratch("wino_o", (nb, rows, out_w, f), dtype)
+            kern.output_tiles(mm, tb, tw, bias, relu, dst, 0, 0, rows, out_w)
+            tile_max_argmax(dst[:, :pr * ph, :pc * pw].reshape(nb, pr, ph, pc, pw, f),
+                            out=pooled[bi, q0:q0 + pr], arg=parg[bi, q0:q0 + pr])
+            return
         y = scratch("wino_b", (m, m, nb, tb, tw, f), dtype)
         matmul(ka, mm.reshape(a * a, -1), out=y.reshape(m * m, -1))   # (m*m, Pb*F)
         y6 = y.transpose(2, 3, 0, 4, 1, 5)                               # (Nb, TB, m, TW, m, F)
-        r0 = bt.start * m
-        rows = min(bt.stop * m, out_h) - r0
         dst = (out[bi, r0:r0 + rows] if pool is None
                else scratch("wino_o", (nb, rows, out_w, f), dtype))      # (Nb, rows, OW, F)
         if (rows, out_w) == (tb * m, tw * m):                            # whole tiles: no copy
@@ -223,6 +252,7 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     ut = (weight_transform(w, m, dtype, promote=False, tag="wino_g").transpose(0, 2, 1)
           if need[0] else None)                                          # (a*a, F, C)
     blks = list(_blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw), rounds=2))
+    kern = _kernels(m, dtype)
     banded = any(bt.stop - bt.start != th for _, bt in blks)
     dx = None
     if need[0]:  # bands overlap by two rows, so they add into zeros; whole images assign
@@ -251,10 +281,13 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
                           scratch("wino_m", part.shape, dtype))
         if block_db:
             db_parts[(bi.start, bt.start)] = bias_grad(dyb, parallel=False)
-        dy = scratch("wino_e", (m, m, nb, tb, tw, f), dtype)
-        np.copyto(dy, dyb.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5))
         dm = scratch("wino_d", (a * a, pb, f), dtype)
-        matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
+        if kern is not None:                                             # compiled A dY A^T
+            kern.grad_tiles(dyb, tb, tw, dm)
+        else:
+            dy = scratch("wino_e", (m, m, nb, tb, tw, f), dtype)
+            np.copyto(dy, dyb.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5))
+            matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
         if need[1]:
             v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)        # (a*a, Pb, C)
             if du is None:
@@ -265,11 +298,14 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
         if need[0]:
             dv = scratch("wino_b", (a * a, pb, c), dtype)
             matmul(dm, ut, out=dv)                                    # pf,fc -> pc per point
-            dd = scratch("wino_c", (a, a, nb, tb, tw, c), dtype)
-            matmul(kb.T, dv.reshape(a * a, -1), out=dd.reshape(a * a, -1))
             dg = scratch("wino_a", (nb, tb * m + m, tw * m + m, c), dtype)
             dg[...] = 0
-            _add_tiles(dg, dd, m)                                        # (Nb, TB*m+m, TW*m+m, C)
+            if kern is not None:                                         # compiled B dV B^T
+                kern.add_tiles(dv, tb, tw, dg)
+            else:
+                dd = scratch("wino_c", (a, a, nb, tb, tw, c), dtype)
+                matmul(kb.T, dv.reshape(a * a, -1), out=dd.reshape(a * a, -1))
+                _add_tiles(dg, dd, m)                                    # (Nb, TB*m+m, TW*m+m, C)
             _store(dx, dg, bi, bt.start * m - pt, -pl, add=banded)
         return du
 

@@ -62,10 +62,17 @@ def test_smoke_run_prints_a_markdown_table_with_every_workload(smoke):
 
 def test_smoke_json_matches_the_table(smoke):
     stdout, doc = smoke
-    keys = {"cpu", "date", "threads", "sgemm_gflops", "numpy", "torch", "malloc"}
+    keys = {"cpu", "date", "threads", "sgemm_gflops", "numpy", "torch", "malloc", "jit"}
     assert keys <= set(doc["machine"])
     assert doc["machine"]["malloc"] == "default"
     assert "malloc policy default for both frameworks" in stdout
+    try:
+        import numba
+        jit = "numpy" if os.environ.get("CONVNET_JIT") == "0" else f"numba {numba.__version__}"
+    except ImportError:
+        jit = "numpy"
+    assert doc["machine"]["jit"] == jit
+    assert f"convnet's Winograd transforms: {jit}." in stdout
     assert doc["machine"]["threads"] == 2 and doc["machine"]["sgemm_gflops"] > 0
     assert doc["settings"]["smoke"] is True
     assert doc["markdown"].strip() in stdout
@@ -103,15 +110,17 @@ def test_unknown_workload_is_a_usage_error():
     assert res.returncode == 2 and "unknown workload" in res.stderr
 
 
-def test_malloc_policy_retain_is_recorded_and_bad_values_refused(tmp_path):
+def test_malloc_policy_retain_and_numpy_transforms_are_recorded_and_bad_values_refused(
+        tmp_path):
     path = tmp_path / "w4.json"
-    env = dict(os.environ, BENCH_MALLOC="retain")
+    env = dict(os.environ, BENCH_MALLOC="retain", CONVNET_JIT="0")
     res = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--only", "W4", "--json",
                           str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    policy = json.loads(path.read_text())["machine"]["malloc"]
-    assert policy in ("retain", "default (not glibc)")
+    machine = json.loads(path.read_text())["machine"]
+    assert machine["malloc"] in ("retain", "default (not glibc)")
+    assert machine["jit"] == "numpy"
     env["BENCH_MALLOC"] = "jemalloc"
     res = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import from_torch, numerical_grad, to_torch, tol
+from helpers import ALGO_VARIANTS, base_algo, force_algo, from_torch, numerical_grad, to_torch, tol
 
 import convnet.functional as F
 from convnet import Tensor
-from convnet.ops import algo, im2col, toeplitz, winograd, winograd_transforms
+from convnet.ops import algo, im2col, jit, toeplitz, winograd, winograd_transforms
 from convnet.ops import threads as ops_threads
 from convnet.ops.conv import algorithm_of, conv2d_backward, conv2d_forward
 
-ALGOS = list(algo.ALGORITHMS)
+ALGOS = ALGO_VARIANTS       # every algorithm, and F(4x4) with NumPy transforms
 DTYPES = [np.float32, np.float64]
 
 # (x shape, w shape, stride, pads, dilation, groups): the awkward cases, each run under
@@ -46,6 +46,7 @@ def winograd_runs(xs, ws, stride, dil, groups):
 
 
 def expected_algo(name, xs, ws, stride, pads, dil, groups):
+    name = base_algo(name)
     if name in ("winograd2", "winograd4"):
         return name if winograd_runs(xs, ws, stride, dil, groups) else "im2col"
     if name == "gemm1x1":
@@ -101,7 +102,7 @@ def make(cfg, dtype, seed):
 
 def run_algo(name, cfg, x, w, b, dout):
     xs, ws, stride, pads, dil, groups = cfg
-    with algo.force(name):
+    with force_algo(name):
         out, cache = conv2d_forward(x, w, b, stride, pads, dil, groups)
     assert algorithm_of(cache) == expected_algo(name, xs, ws, stride, pads, dil, groups)
     dx, dw, db = conv2d_backward(dout, cache, (True, True, True))
@@ -157,7 +158,7 @@ def test_finite_differences(name, cfg):
     _, dx, dw, db = run_algo(name, cfg, x, w, b, dout)
 
     def f():
-        with algo.force(name):
+        with force_algo(name):
             return conv2d_forward(x, w, b, stride, pads, dil, groups)[0]
     np.testing.assert_allclose(dx, numerical_grad(f, x, dout), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(dw, numerical_grad(f, w, dout), rtol=1e-6, atol=1e-7)
@@ -170,7 +171,7 @@ def test_functional_autograd_each_algorithm(name, rng):
     x = Tensor(rng.standard_normal((2, 6, 6, 3)).astype(np.float32), requires_grad=True)
     w = Tensor(rng.standard_normal((3, 3, 3, 4)).astype(np.float32), requires_grad=True)
     k1 = Tensor(rng.standard_normal((1, 1, 4, 2)).astype(np.float32), requires_grad=True)
-    with algo.force(name):
+    with force_algo(name):
         out = F.conv2d(F.conv2d(x, w, padding=1), k1)
     out.backward(rng.standard_normal(out.shape).astype(np.float32))
     assert x.grad.dtype == w.grad.dtype == k1.grad.dtype == np.float32
@@ -179,10 +180,12 @@ def test_functional_autograd_each_algorithm(name, rng):
 
 # ---- Winograd accuracy ---------------------------------------------------------------
 
-@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("m, compiled", [(2, False), (4, True), (4, False)])
 @pytest.mark.parametrize("shape", [(2, 16, 16, 64, 64), (1, 13, 11, 128, 96)])
-def test_winograd_float32_error_vs_float64_direct(m, shape):
-    """Relative error (max |err| / max |exact|) <= 1e-4 for out, dx and dw, unit-variance data."""
+def test_winograd_float32_error_vs_float64_direct(m, compiled, shape):
+    """Relative error (max |err| / max |exact|) <= 1e-4 for out, dx and dw, unit-variance
+    data; F(4x4) with its tile transforms compiled (ops.jit, when numba is installed) and
+    in NumPy."""
     n, h, wd, c, f = shape
     rng = np.random.default_rng(7)
     x = rng.standard_normal((n, h, wd, c))
@@ -192,9 +195,10 @@ def test_winograd_float32_error_vs_float64_direct(m, shape):
     with algo.force("im2col"):
         exact, cache = conv2d_forward(x, w, None, (1, 1), pads, (1, 1), 1)   # float64 direct
         exact_dx, exact_dw, _ = conv2d_backward(dout, cache)
-    out, cache = winograd.winograd_forward(x.astype(np.float32), w.astype(np.float32),
-                                           None, pads, m)
-    dx, dw, _ = winograd.winograd_backward(dout.astype(np.float32), cache)
+    with jit.use(compiled):
+        out, cache = winograd.winograd_forward(x.astype(np.float32), w.astype(np.float32),
+                                               None, pads, m)
+        dx, dw, _ = winograd.winograd_backward(dout.astype(np.float32), cache)
     for label, got, want in (("out", out, exact), ("dx", dx, exact_dx), ("dw", dw, exact_dw)):
         assert got.dtype == np.float32
         err = np.abs(got - want).max() / np.abs(want).max()
@@ -213,7 +217,8 @@ def test_winograd_transforms_are_exact_in_float64(rng):
 # ---- blocks and threads ----------------------------------------------------------------
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "toeplitz"])
+@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "winograd4-numpy",
+                                  "toeplitz"])
 @pytest.mark.parametrize("shape", [(5, 10, 9, 3, 4), (1, 23, 17, 2, 3), (5, 10, 9, 6, 4),
                                    (1, 23, 17, 5, 3)],
                          ids=["image-blocks-thin", "row-bands-thin", "image-blocks",
@@ -286,7 +291,7 @@ def test_winograd_blocks_cover_each_tile_row_once_in_balanced_counts(
         assert len(blocks) == (min(threads, th) if split else 1)
 
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy"])
 def test_winograd_splits_a_lone_image_into_one_band_per_thread(name, monkeypatch):
     """A lone image that fits one block runs as bands (forward) but one block (backward,
     whose bands add in two rounds): both equal the reference, bitwise repeatably."""
@@ -297,7 +302,7 @@ def test_winograd_splits_a_lone_image_into_one_band_per_thread(name, monkeypatch
     try:
         cfg = ((1, 23, 17, 5), (3, 3, 5, 4), (1, 1), ((1, 0), (2, 1)), (1, 1), 1)
         x, w, b, dout = make(cfg, np.float64, 6)
-        m = int(name[-1])
+        m = int(base_algo(name)[-1])
         _, _, _, _, _, _, _, out_h, out_w, th, tw = winograd._plan(x.shape, w.shape,
                                                                    cfg[3], m)
         rb = winograd._row_bytes(m, tw, 5, 4, np.float64)
@@ -334,7 +339,7 @@ def test_noncontiguous_and_broadcast_arguments(rng):
     x = rng.standard_normal((2, 9, 9, 6)).transpose(0, 2, 1, 3)[:, :, :, ::2]  # a view
     w = rng.standard_normal((3, 3, 3, 4))
     for name in ALGOS:
-        with algo.force(name):
+        with force_algo(name):
             out, cache = conv2d_forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
         dout = np.broadcast_to(np.float64(0.5), out.shape)                 # read-only, strides 0
         dx, dw, db = conv2d_backward(dout, cache, (True, True, False))
@@ -357,7 +362,7 @@ def test_gradient_subsets_match_full_backward(name, c, need, rng):
     (K-major columns) and wider inputs alike; dX skipped when not asked."""
     x, w = rng.standard_normal((3, 7, 8, c)), rng.standard_normal((3, 3, c, 5))
     b = rng.standard_normal(5)
-    with algo.force(name):
+    with force_algo(name):
         out, cache = conv2d_forward(x, w, b, (1, 1), ((1, 1), (0, 1)), (1, 1), 1)
     dout = rng.standard_normal(out.shape)
     full = conv2d_backward(dout, cache, (True, True, True))
@@ -375,7 +380,7 @@ def test_gradient_subsets_match_full_backward(name, c, need, rng):
 def test_only_requested_gradients(rng):
     x, w = rng.standard_normal((1, 6, 6, 2)), rng.standard_normal((3, 3, 2, 3))
     for name in ALGOS:
-        with algo.force(name):
+        with force_algo(name):
             out, cache = conv2d_forward(x, w, np.zeros(3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
         dout = rng.standard_normal(out.shape)
         assert conv2d_backward(dout, cache, (False, False, False)) == (None, None, None)
@@ -442,7 +447,7 @@ def test_set_num_threads_validates():
 
 # ---- the Winograd weight-transform cache -------------------------------------------
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy"])
 def test_weight_transform_cache_never_serves_stale_weights(name, monkeypatch, rng):
     monkeypatch.setattr(winograd_transforms, "UCACHE_MIN_BYTES", 0)
     winograd_transforms.clear_weight_cache()
@@ -451,7 +456,7 @@ def test_weight_transform_cache_never_serves_stale_weights(name, monkeypatch, rn
     pads = ((1, 1), (1, 1))
 
     def conv(w, name=name):
-        with algo.force(name):
+        with force_algo(name):
             return conv2d_forward(x, w, None, (1, 1), pads, (1, 1), 1)[0]
 
     first, second = conv(w), conv(w)           # the second call stores U, a third uses it
@@ -477,7 +482,7 @@ def test_fused_conv_relu_matches_reference_and_torch(name, cfg, torch):
     from convnet.ops.conv import conv2d_relu_backward, conv2d_relu_forward
     xs, ws, stride, pads, dil, groups = cfg
     x, w, b, dout = make(cfg, np.float64, 11)
-    with algo.force(name):
+    with force_algo(name):
         out, cache = conv2d_relu_forward(x, w, b, stride, pads, dil, groups)
     dx, dw, db = conv2d_relu_backward(dout, cache)
     pre, *_ = naive(x, w, b, stride, pads, dil, groups, dout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import from_torch, grad_check, to_torch, tol
+from helpers import ALGO_VARIANTS, base_algo, force_algo, from_torch, grad_check, to_torch, tol
 
 import convnet.functional as F
 from convnet.ops import activation, algo, im2col, pool, toeplitz, winograd
@@ -21,7 +21,7 @@ from convnet.ops.conv import (
 )
 from convnet.ops.fused import conv2d_relu_pool_backward, conv2d_relu_pool_forward
 
-ALGOS = list(algo.ALGORITHMS)
+ALGOS = ALGO_VARIANTS       # every algorithm, and F(4x4) with NumPy transforms
 
 # (x shape, w shape, pads, pool): 3x3 stride-1 convs (Winograd's), odd outputs that the
 # pool crops, pools that do and do not divide the Winograd tile, a 5x5 (LeNet).
@@ -85,7 +85,7 @@ def naive(x, w, b, pads, pk, dout):
 
 def run(name, case, x, w, b, dout, need=(True, True, True)):
     _, _, pads, pk = case
-    with algo.force(name):
+    with force_algo(name):
         out, cache = conv2d_relu_pool_forward(x, w, b, (1, 1), pads, (1, 1), 1, pk)
     return (out, *conv2d_relu_pool_backward(dout, cache, need)), cache
 
@@ -94,6 +94,7 @@ def blocked(name, case):
     """Whether the op pools inside the conv's blocks: the banded GEMM always, Winograd
     when the pool height divides its tile."""
     ws, pk = case[1], case[3]
+    name = base_algo(name)
     m = {"winograd2": 2, "winograd4": 4}.get(name, 0)
     return name == "toeplitz" or bool(ws[:2] == (3, 3) and m and m % pk[0] == 0)
 
@@ -120,7 +121,7 @@ def test_equals_the_three_ops_in_turn(name, case):
     x, w, b, dout = make(case, np.float32, 2)
     got, _ = run(name, case, x, w, b, dout)
     _, _, pads, pk = case
-    with algo.force(name):
+    with force_algo(name):
         act, c_cache = conv2d_relu_forward(x, w, b, (1, 1), pads, (1, 1), 1)
     out, p_cache = pool.max_pool2d_forward(act, pk, pk, ((0, 0), (0, 0)))
     want = (out, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
@@ -131,7 +132,8 @@ def test_equals_the_three_ops_in_turn(name, case):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "toeplitz"])
+@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "winograd4-numpy",
+                                  "toeplitz"])
 def test_matches_torch(name, dtype, torch):
     case = CASES[2]
     x, w, b, dout = make(case, dtype, 3)
@@ -149,11 +151,12 @@ def test_matches_torch(name, dtype, torch):
         np.testing.assert_allclose(g, e, rtol=tol(dtype)["rtol"], atol=atol, err_msg=label)
 
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4", "im2col", "toeplitz"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy", "im2col",
+                                  "toeplitz"])
 def test_finite_differences(name):
     case = ((2, 6, 7, 2), (3, 3, 2, 3), ((1, 1), (1, 0)), (2, 2))
     x, w, b, _ = make(case, np.float64, 4)
-    with algo.force(name):
+    with force_algo(name):
         pre = F.conv2d(x, w, b, padding=((1, 1), (1, 0))).data
         assert np.abs(pre).min() > 1e-4                       # nothing sits on the kink
         grad_check(lambda a, c, d: F.conv2d_relu_max_pool2d(a, c, d, padding=((1, 1), (1, 0)),
@@ -162,7 +165,7 @@ def test_finite_differences(name):
 
 @pytest.mark.parametrize("need", [(False, True, True), (True, False, False),
                                   (False, False, True), (True, True, False)])
-@pytest.mark.parametrize("name", ["winograd4", "im2col", "toeplitz"])
+@pytest.mark.parametrize("name", ["winograd4", "winograd4-numpy", "im2col", "toeplitz"])
 def test_gradient_subsets(name, need):
     case = CASES[0]
     x, w, b, dout = make(case, np.float64, 5)
@@ -178,8 +181,8 @@ def test_gradient_subsets(name, need):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", [(5, 10, 9, 3, 4), (1, 23, 17, 4, 3)],
                          ids=["image-blocks", "row-bands"])
-@pytest.mark.parametrize("m", [2, 4])
-def test_blocked_threaded_paths(m, shape, threads, monkeypatch):
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy"])
+def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
     """Tiny blocks force many image blocks or row bands of one image (whose dx rows
     overlap): the result equals the reference and repeats bit for bit."""
     monkeypatch.setattr(winograd, "BLOCK_BYTES", 2048)
@@ -191,7 +194,6 @@ def test_blocked_threaded_paths(m, shape, threads, monkeypatch):
         n, h, wd, c, f = shape
         case = ((n, h, wd, c), (3, 3, c, f), ((1, 0), (2, 1)), (2, 2))
         x, w, b, dout = make(case, np.float64, 6)
-        name = f"winograd{m}"
         got, cache = run(name, case, x, w, b, dout)
         again, _ = run(name, case, x, w, b, dout)
         assert cache[0] == "blocked"
@@ -199,7 +201,7 @@ def test_blocked_threaded_paths(m, shape, threads, monkeypatch):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
             assert np.array_equal(g, g2)
         # The pair alone (conv + ReLU, each block of dout masked as it is loaded).
-        with algo.force(name):
+        with force_algo(name):
             act, cache = conv2d_relu_forward(x, w, b, (1, 1), case[2], (1, 1), 1)
         d_act = np.random.default_rng(8).standard_normal(act.shape)
         pair = (act, *conv2d_relu_backward(d_act, cache))
@@ -244,7 +246,8 @@ def test_banded_gemm_pools_in_blocks_with_stride_and_dilation(stride, dilation, 
     np.testing.assert_array_equal(out, again)
 
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4", "im2col", "toeplitz"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy", "im2col",
+                                  "toeplitz"])
 def test_non_finite_gradients_of_closed_windows_are_dropped(name):
     """torch's rule: a window whose max is 0 (its ReLU closed) passes nothing, even an
     inf or NaN gradient (``dout * 0`` would have made NaN of it)."""
@@ -262,6 +265,28 @@ def test_non_finite_gradients_of_closed_windows_are_dropped(name):
     for label, g, e in zip(("out", "dx", "dw", "db"), got, want):
         assert np.isfinite(g).all(), label
         np.testing.assert_array_equal(g, e, err_msg=label)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2]], ids=["pool2x2", "pool2x3"])
+@pytest.mark.parametrize("name", ALGOS)
+def test_nan_inputs_pool_by_torchs_rule_as_the_ops_in_turn(name, case):
+    """NaN in x: each window whose conv output holds a NaN pools to NaN, with its last NaN
+    tap as the argmax (torch's rule), as max_pool2d gives after the conv and ReLU run in
+    turn; dx follows those argmax taps."""
+    x, w, b, dout = make(case, np.float32, 12)
+    x[0, 2, 3, 1] = x[-1, 6, 8, 2] = np.nan
+    got, _ = run(name, case, x, w, b, dout)
+    _, _, pads, pk = case
+    with force_algo(name):
+        act, c_cache = conv2d_relu_forward(x, w, b, (1, 1), pads, (1, 1), 1)
+    out, p_cache = pool.max_pool2d_forward(act, pk, pk, ((0, 0), (0, 0)))
+    want = (out, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
+    assert np.isnan(got[0]).any() and not np.isnan(got[0]).all()
+    assert np.isfinite(got[1]).all()
+    # (dw is left out: which of its entries the NaN reaches depends on whether a GEMM
+    # forms the NaN x 0 products of closed windows, which the banded GEMM's does not.)
+    for label, g, e in zip(("out", "dx", "db"), got[:2] + got[3:], want[:2] + want[3:]):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=label)
 
 
 def test_functional_validates_its_arguments(rng):

@@ -1,0 +1,324 @@
+"""Compiled Winograd F(4x4,3x3) tile transforms, when numba is installed (optional).
+
+NumPy runs the 2-D tile transforms of ``ops.winograd`` as dense Kronecker GEMMs
+(36 x 36 for the input, 16 x 36 for the output) after a strided gather copy.  The 1-D
+matrices are mostly zeros and small integers, so the transforms are a few adds per
+value; written as loops over the channel axis (contiguous, vectorised by LLVM) they
+read the padded input once and write each transformed tile once, instead of gathering
+every overlapping 6 x 6 tile into memory and multiplying it by 36 x 36 mostly-zero
+matrices.  On VGG's 64-channel layers that is most of the conv's time
+(benchmarks/RESULTS.md, "Seventh pass").
+
+``pip install convnet[fast]`` adds numba.  Without it, or with ``set_enabled(False)``
+(or ``CONVNET_JIT=0`` in the environment), ``kernels()`` is None and ``ops.winograd``
+runs the pure-NumPy path; the tests run every Winograd test both ways.  The kernels
+release the GIL, so the two threads of ``ops.threads``' pool run them side by side.
+They compile on first use (about a second each, once per process: numba's on-disk cache
+would load pickled files, which this project never does).
+
+Each kernel applies the same linear map as the Kronecker matrices of
+``ops.winograd_transforms`` (Lavin & Gray's B, A; tests compare them), with tile
+p = (n * TB + ty) * TW + tx and the 6 x 6 tile points in row-major order:
+
+    input_tiles   grid (Nb, 4TB+2, 4TW+2, C)  ->  V  (36, P, C)   V = B^T d B
+    output_tiles  M    (36, P, F)  ->  out rows/cols, + bias, ReLU  Y = A^T M A
+    pool_tiles    as output_tiles, then a 2 x 2 max pool and its argmax tap
+    grad_tiles    dY (Nb, 4TB, 4TW, F)  ->  dM (36, P, F)         dM = A dY A^T
+    add_tiles     dV (36, P, C)  ->  += onto dg (Nb, 4TB+4, 4TW+4, C)   B dV B^T
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+
+_state = {"enabled": os.environ.get("CONVNET_JIT", "1") != "0", "kernels": None}
+_lock = threading.Lock()
+
+
+def available() -> bool:
+    """Whether numba can be imported."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def enabled() -> bool:
+    """Whether the Winograd transforms run compiled (numba installed and not turned off)."""
+    return _state["enabled"] and available()
+
+
+def set_enabled(flag: bool) -> None:
+    """Turn the compiled transforms on or off (off: the pure-NumPy path)."""
+    if not isinstance(flag, bool):
+        raise TypeError(f"set_enabled: flag must be a bool, got {type(flag).__name__}")
+    _state["enabled"] = flag
+
+
+@contextmanager
+def use(flag: bool):
+    """``set_enabled(flag)`` inside the block, restored after."""
+    prev = _state["enabled"]
+    set_enabled(flag)
+    try:
+        yield
+    finally:
+        _state["enabled"] = prev
+
+
+def kernels():
+    """The compiled kernels (a namespace), or None when they are off or unavailable."""
+    if not enabled():
+        return None
+    if _state["kernels"] is None:
+        with _lock:
+            if _state["kernels"] is None:
+                _state["kernels"] = _build()
+    return _state["kernels"]
+
+
+def _build():
+    import types
+
+    import numpy as np
+    from numba import njit
+
+    jit = njit(nogil=True, cache=False)
+
+    @jit
+    def input_tiles(grid, tb, tw, v):
+        nb, c = grid.shape[0], grid.shape[3]
+        dt = grid.dtype.type
+        k2, k4, k5 = dt(2), dt(4), dt(5)
+        t = np.empty((6, 6, c), grid.dtype)
+        for n in range(nb):
+            for ty in range(tb):
+                for tx in range(tw):
+                    p = (n * tb + ty) * tw + tx
+                    r0, c0 = 4 * ty, 4 * tx
+                    for j in range(6):                     # columns: t[:, j] = B^T d[:, j]
+                        d0, d1 = grid[n, r0, c0 + j], grid[n, r0 + 1, c0 + j]
+                        d2, d3 = grid[n, r0 + 2, c0 + j], grid[n, r0 + 3, c0 + j]
+                        d4, d5 = grid[n, r0 + 4, c0 + j], grid[n, r0 + 5, c0 + j]
+                        for ch in range(c):
+                            a0, a1, a2 = d0[ch], d1[ch], d2[ch]
+                            a3, a4, a5 = d3[ch], d4[ch], d5[ch]
+                            t[0, j, ch] = k4 * a0 - k5 * a2 + a4
+                            t[1, j, ch] = a3 + a4 - k4 * (a1 + a2)
+                            t[2, j, ch] = a4 - a3 + k4 * (a1 - a2)
+                            t[3, j, ch] = a4 - a2 + k2 * (a3 - a1)
+                            t[4, j, ch] = a4 - a2 - k2 * (a3 - a1)
+                            t[5, j, ch] = k4 * a1 - k5 * a3 + a5
+                    for i in range(6):                     # rows: V[i, :] = t[i, :] B
+                        s = t[i]
+                        o0, o1, o2 = v[6 * i, p], v[6 * i + 1, p], v[6 * i + 2, p]
+                        o3, o4, o5 = v[6 * i + 3, p], v[6 * i + 4, p], v[6 * i + 5, p]
+                        for ch in range(c):
+                            a0, a1, a2 = s[0, ch], s[1, ch], s[2, ch]
+                            a3, a4, a5 = s[3, ch], s[4, ch], s[5, ch]
+                            o0[ch] = k4 * a0 - k5 * a2 + a4
+                            o1[ch] = a3 + a4 - k4 * (a1 + a2)
+                            o2[ch] = a4 - a3 + k4 * (a1 - a2)
+                            o3[ch] = a4 - a2 + k2 * (a3 - a1)
+                            o4[ch] = a4 - a2 - k2 * (a3 - a1)
+                            o5[ch] = k4 * a1 - k5 * a3 + a5
+
+    @jit
+    def _relu(v, zero):
+        return zero if v < zero else v                     # NaN < 0 is False: NaN stays
+
+    @jit
+    def _columns(mm, p, t):
+        """t[i, j] = (A^T M[:, j])_i for tile p: the first half of Y = A^T M A."""
+        f = mm.shape[2]
+        dt = mm.dtype.type
+        k2, k4, k8 = dt(2), dt(4), dt(8)
+        for j in range(6):
+            m0, m1, m2 = mm[j, p], mm[6 + j, p], mm[12 + j, p]
+            m3, m4, m5 = mm[18 + j, p], mm[24 + j, p], mm[30 + j, p]
+            for ch in range(f):
+                a1, a2, a3, a4 = m1[ch], m2[ch], m3[ch], m4[ch]
+                s12, d12, s34, d34 = a1 + a2, a1 - a2, a3 + a4, a3 - a4
+                t[0, j, ch] = m0[ch] + s12 + s34
+                t[1, j, ch] = d12 + k2 * d34
+                t[2, j, ch] = s12 + k4 * s34
+                t[3, j, ch] = d12 + k8 * d34 + m5[ch]
+
+    @jit
+    def output_tiles(mm, tb, tw, bias, relu, out, n0, r0, rows, cols):
+        """out[n0 + n, r0 + y, x] = (A^T M A)[y, x] + bias (ReLU'd), y < rows, x < cols."""
+        nb, f = mm.shape[1] // (tb * tw), mm.shape[2]
+        dt = mm.dtype.type
+        k2, k4, k8, zero = dt(2), dt(4), dt(8), dt(0)
+        t = np.empty((4, 6, f), mm.dtype)
+        for n in range(nb):
+            for ty in range(tb):
+                for tx in range(tw):
+                    p = (n * tb + ty) * tw + tx
+                    _columns(mm, p, t)
+                    x0 = 4 * tx
+                    w1, w2, w3 = x0 + 1 < cols, x0 + 2 < cols, x0 + 3 < cols
+                    for i in range(4):
+                        y = 4 * ty + i
+                        if y >= rows:
+                            break
+                        s = t[i]
+                        row = out[n0 + n, r0 + y]                 # clipped columns
+                        o0, o1 = row[x0], row[min(x0 + 1, cols - 1)]  # alias a valid one
+                        o2, o3 = row[min(x0 + 2, cols - 1)], row[min(x0 + 3, cols - 1)]
+                        for ch in range(f):
+                            a1, a2, a3, a4 = s[1, ch], s[2, ch], s[3, ch], s[4, ch]
+                            s12, d12, s34, d34 = a1 + a2, a1 - a2, a3 + a4, a3 - a4
+                            bb = bias[ch]
+                            y0 = s[0, ch] + s12 + s34 + bb
+                            y1 = d12 + k2 * d34 + bb
+                            y2 = s12 + k4 * s34 + bb
+                            y3 = d12 + k8 * d34 + s[5, ch] + bb
+                            if relu:
+                                y0, y1 = _relu(y0, zero), _relu(y1, zero)
+                                y2, y3 = _relu(y2, zero), _relu(y3, zero)
+                            o0[ch] = y0                    # but are not written
+                            if w1:
+                                o1[ch] = y1
+                            if w2:
+                                o2[ch] = y2
+                            if w3:
+                                o3[ch] = y3
+
+    @jit
+    def pool_tiles(mm, tb, tw, bias, pooled, arg, n0, q0, prows, pcols):
+        """ReLU(A^T M A + bias), max-pooled 2 x 2 into pooled[n0 + n, q0 + q, x] with the
+        window's argmax tap in arg (q < prows, x < pcols): torch's rule, the first tap
+        equal to the max, or the last NaN tap when there is one."""
+        nb, f = mm.shape[1] // (tb * tw), mm.shape[2]
+        dt = mm.dtype.type
+        k2, k4, k8, zero = dt(2), dt(4), dt(8), dt(0)
+        t = np.empty((4, 6, f), mm.dtype)
+        y = np.empty((2, 4, f), mm.dtype)
+        for n in range(nb):
+            for ty in range(tb):
+                for tx in range(tw):
+                    p = (n * tb + ty) * tw + tx
+                    _columns(mm, p, t)
+                    x0 = 2 * tx
+                    for h in range(2):                     # pool rows 2ty + h
+                        q = 2 * ty + h
+                        if q >= prows:
+                            break
+                        for i in range(2):                 # output rows 4ty + 2h + i
+                            s, r = t[2 * h + i], y[i]
+                            for ch in range(f):
+                                a1, a2, a3, a4 = s[1, ch], s[2, ch], s[3, ch], s[4, ch]
+                                s12, d12, s34, d34 = a1 + a2, a1 - a2, a3 + a4, a3 - a4
+                                bb = bias[ch]
+                                r[0, ch] = _relu(s[0, ch] + s12 + s34 + bb, zero)
+                                r[1, ch] = _relu(d12 + k2 * d34 + bb, zero)
+                                r[2, ch] = _relu(s12 + k4 * s34 + bb, zero)
+                                r[3, ch] = _relu(d12 + k8 * d34 + s[5, ch] + bb, zero)
+                        for j in range(2):                 # pool columns 2tx + j
+                            if x0 + j >= pcols:
+                                break
+                            o, g = pooled[n0 + n, q0 + q, x0 + j], arg[n0 + n, q0 + q, x0 + j]
+                            u0, u1 = y[0, 2 * j], y[0, 2 * j + 1]
+                            u2, u3 = y[1, 2 * j], y[1, 2 * j + 1]
+                            for ch in range(f):
+                                best, tap = u0[ch], 0
+                                v = u1[ch]
+                                if v > best or v != v:
+                                    best, tap = v, 1
+                                v = u2[ch]
+                                if v > best or v != v:
+                                    best, tap = v, 2
+                                v = u3[ch]
+                                if v > best or v != v:
+                                    best, tap = v, 3
+                                o[ch] = best
+                                g[ch] = tap
+
+    @jit
+    def grad_tiles(dy, tb, tw, dm):
+        """dM = A dY A^T for each 4 x 4 tile of dy (Nb, 4TB, 4TW, F)."""
+        nb, f = dy.shape[0], dy.shape[3]
+        dt = dy.dtype.type
+        k2, k4, k8 = dt(2), dt(4), dt(8)
+        t = np.empty((6, 4, f), dy.dtype)
+        for n in range(nb):
+            for ty in range(tb):
+                for tx in range(tw):
+                    p = (n * tb + ty) * tw + tx
+                    r0, c0 = 4 * ty, 4 * tx
+                    for j in range(4):                     # columns: t[:, j] = A dY[:, j]
+                        g0, g1 = dy[n, r0, c0 + j], dy[n, r0 + 1, c0 + j]
+                        g2, g3 = dy[n, r0 + 2, c0 + j], dy[n, r0 + 3, c0 + j]
+                        for ch in range(f):
+                            y0, y1, y2, y3 = g0[ch], g1[ch], g2[ch], g3[ch]
+                            e, o = y0 + y2, y1 + y3
+                            e4, o8 = y0 + k4 * y2, k2 * y1 + k8 * y3
+                            t[0, j, ch] = y0
+                            t[1, j, ch] = e + o
+                            t[2, j, ch] = e - o
+                            t[3, j, ch] = e4 + o8
+                            t[4, j, ch] = e4 - o8
+                            t[5, j, ch] = y3
+                    for i in range(6):                     # rows: dM[i, :] = t[i, :] A^T
+                        s = t[i]
+                        q0, q1, q2 = dm[6 * i, p], dm[6 * i + 1, p], dm[6 * i + 2, p]
+                        q3, q4, q5 = dm[6 * i + 3, p], dm[6 * i + 4, p], dm[6 * i + 5, p]
+                        for ch in range(f):
+                            y0, y1, y2, y3 = s[0, ch], s[1, ch], s[2, ch], s[3, ch]
+                            e, o = y0 + y2, y1 + y3
+                            e4, o8 = y0 + k4 * y2, k2 * y1 + k8 * y3
+                            q0[ch] = y0
+                            q1[ch] = e + o
+                            q2[ch] = e - o
+                            q3[ch] = e4 + o8
+                            q4[ch] = e4 - o8
+                            q5[ch] = y3
+
+    @jit
+    def add_tiles(dv, tb, tw, dg):
+        """dg[n, 4ty + i, 4tx + j] += (B dV B^T)[i, j]: the input-gradient tiles, whose
+        two-row and two-column overlaps add (dg is (Nb, 4TB+4, 4TW+4, C))."""
+        c = dv.shape[2]
+        nb = dv.shape[1] // (tb * tw)
+        dt = dv.dtype.type
+        k2, k4, k5 = dt(2), dt(4), dt(5)
+        t = np.empty((6, 6, c), dv.dtype)
+        for n in range(nb):
+            for ty in range(tb):
+                for tx in range(tw):
+                    p = (n * tb + ty) * tw + tx
+                    for j in range(6):                     # columns: t[:, j] = B dV[:, j]
+                        v0, v1, v2 = dv[j, p], dv[6 + j, p], dv[12 + j, p]
+                        v3, v4, v5 = dv[18 + j, p], dv[24 + j, p], dv[30 + j, p]
+                        for ch in range(c):
+                            a0, a1, a2 = v0[ch], v1[ch], v2[ch]
+                            a3, a4, a5 = v3[ch], v4[ch], v5[ch]
+                            t[0, j, ch] = k4 * a0
+                            t[1, j, ch] = k4 * (a2 - a1 + a5) + k2 * (a4 - a3)
+                            t[2, j, ch] = -k5 * a0 - k4 * (a1 + a2) - a3 - a4
+                            t[3, j, ch] = a1 - a2 + k2 * (a3 - a4) - k5 * a5
+                            t[4, j, ch] = a0 + a1 + a2 + a3 + a4
+                            t[5, j, ch] = a5
+                    r0, c0 = 4 * ty, 4 * tx
+                    for i in range(6):                     # rows: dd[i, :] = t[i, :] B^T
+                        s = t[i]
+                        row = dg[n, r0 + i]
+                        g0, g1, g2 = row[c0], row[c0 + 1], row[c0 + 2]
+                        g3, g4, g5 = row[c0 + 3], row[c0 + 4], row[c0 + 5]
+                        for ch in range(c):
+                            a0, a1, a2 = s[0, ch], s[1, ch], s[2, ch]
+                            a3, a4, a5 = s[3, ch], s[4, ch], s[5, ch]
+                            g0[ch] += k4 * a0
+                            g1[ch] += k4 * (a2 - a1 + a5) + k2 * (a4 - a3)
+                            g2[ch] += -k5 * a0 - k4 * (a1 + a2) - a3 - a4
+                            g3[ch] += a1 - a2 + k2 * (a3 - a4) - k5 * a5
+                            g4[ch] += a0 + a1 + a2 + a3 + a4
+                            g5[ch] += a5
+
+    return types.SimpleNamespace(input_tiles=input_tiles, output_tiles=output_tiles,
+                                 pool_tiles=pool_tiles, grad_tiles=grad_tiles,
+                                 add_tiles=add_tiles)

@@ -1,0 +1,220 @@
+"""ops.jit: the compiled Winograd F(4x4) tile transforms, each against the Kronecker
+matrices of ops.winograd_transforms applied in NumPy (their definition), on random data
+with partial tiles and offsets; the switch; and that ops.winograd really uses them.
+(The conv-level oracle tests run "winograd4" compiled and "winograd4-numpy" both.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from convnet.ops import algo, jit, winograd
+from convnet.ops.conv import conv2d_backward, conv2d_forward
+from convnet.ops.winograd_transforms import kron_matrices
+
+pytest.importorskip("numba", reason="numba (convnet[fast]) is not installed")
+
+DTYPES = [np.float32, np.float64]
+
+
+def tiles(grid, tb, tw):
+    """(36, Nb*TB*TW, C): the overlapping 6x6 tiles of grid at stride 4, tile-major."""
+    nb, c = grid.shape[0], grid.shape[3]
+    out = np.empty((6, 6, nb, tb, tw, c), grid.dtype)
+    for ty in range(tb):
+        for tx in range(tw):
+            tile = grid[:, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]            # (Nb, 6, 6, C)
+            out[:, :, :, ty, tx] = tile.transpose(1, 2, 0, 3)
+    return out.reshape(36, nb * tb * tw, c)
+
+
+def untile(y, nb, tb, tw):
+    """(m*m, P, F) -> (Nb, TB*m, TW*m, F): each tile's m x m values in place."""
+    m = int(round(np.sqrt(y.shape[0])))
+    f = y.shape[2]
+    return (y.reshape(m, m, nb, tb, tw, f).transpose(2, 3, 0, 4, 1, 5)
+            .reshape(nb, tb * m, tw * m, f))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_input_tiles_is_kron_bt_on_the_gathered_tiles(dtype, rng):
+    k = jit.kernels()
+    kb = kron_matrices(4, dtype)[0]
+    nb, tb, tw, c = 2, 3, 5, 7
+    grid = rng.standard_normal((nb, 4 * tb + 2, 4 * tw + 2, c)).astype(dtype)
+    v = np.full((36, nb * tb * tw, c), np.nan, dtype)
+    k.input_tiles(grid, tb, tw, v)
+    want = np.einsum("ij,jpc->ipc", kb.astype(np.float64), tiles(grid, tb, tw))
+    np.testing.assert_allclose(v, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_output_tiles_is_kron_at_plus_bias_clipped_at_offsets(dtype, relu, rng):
+    """Rows and columns past (rows, cols) are not written; n0, r0 place the block."""
+    k = jit.kernels()
+    ka = kron_matrices(4, dtype)[2]
+    nb, tb, tw, f = 2, 3, 4, 5
+    rows, cols, n0, r0 = 10, 14, 1, 3                    # the last tile row and column clipped
+    mm = rng.standard_normal((36, nb * tb * tw, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    out = np.full((4, 16, 15, f), 7.0, dtype)
+    k.output_tiles(mm, tb, tw, bias, relu, out, n0, r0, rows, cols)
+    y = untile(np.einsum("ij,jpf->ipf", ka.astype(np.float64), mm), nb, tb, tw)[:, :rows, :cols]
+    y = y + bias
+    if relu:
+        y = np.maximum(y, 0)
+    want = np.full(out.shape, 7.0)
+    want[n0:n0 + nb, r0:r0 + rows, :cols] = y
+    np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_output_tiles_relu_keeps_nan_and_zeroes_negatives():
+    k = jit.kernels()
+    mm = np.zeros((36, 1, 3), np.float32)
+    mm[0, 0] = [np.nan, -2.0, 3.0]                       # point (0, 0) feeds output (0, 0)
+    out = np.empty((1, 4, 4, 3), np.float32)
+    k.output_tiles(mm, 1, 1, np.zeros(3, np.float32), True, out, 0, 0, 4, 4)
+    assert np.isnan(out[0, 0, 0, 0]) and out[0, 0, 0, 1] == 0 and out[0, 0, 0, 2] == 3
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pool_tiles_is_relu_then_max_pool_with_torchs_argmax(dtype, rng):
+    """Ties (ReLU's zeros) go to the first tap, NaN windows to their last NaN tap; pooled
+    rows and columns past (prows, pcols) are not written."""
+    from convnet.ops.pool import tile_max_argmax
+    k = jit.kernels()
+    ka = kron_matrices(4, dtype)[2]
+    nb, tb, tw, f = 2, 2, 3, 6
+    mm = rng.standard_normal((36, nb * tb * tw, f)).astype(dtype)
+    mm[:, 3, 0] = np.nan                                  # a whole tile of NaN in channel 0
+    mm[:, 5, 1] = -50.0                                   # a tile where the ReLU closes all
+    bias = rng.standard_normal(f).astype(dtype)
+    prows, pcols, n0, q0 = 3, 5, 1, 2
+    pooled = np.full((3, 6, 6, f), 7.0, dtype)
+    arg = np.full(pooled.shape, 9, np.uint8)
+    k.pool_tiles(mm, tb, tw, bias, pooled, arg, n0, q0, prows, pcols)
+    y = untile(np.einsum("ij,jpf->ipf", ka, mm), nb, tb, tw) + bias
+    y = np.maximum(y, 0, where=~np.isnan(y), out=y.copy())
+    want, want_arg = tile_max_argmax(y[:, :2 * prows, :2 * pcols]
+                                     .reshape(nb, prows, 2, pcols, 2, f))
+    assert np.isnan(want).any() and (want_arg[~np.isnan(want)] == 0).any()
+    expect = np.full(pooled.shape, 7.0, dtype)
+    expect_arg = np.full(pooled.shape, 9, np.uint8)
+    expect[n0:n0 + nb, q0:q0 + prows, :pcols] = want
+    expect_arg[n0:n0 + nb, q0:q0 + prows, :pcols] = want_arg
+    np.testing.assert_allclose(pooled, expect, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(arg, expect_arg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grad_tiles_is_kron_a_on_each_output_tile(dtype, rng):
+    k = jit.kernels()
+    ka = kron_matrices(4, dtype)[2]
+    nb, tb, tw, f = 2, 3, 2, 9
+    dy = rng.standard_normal((nb, 4 * tb, 4 * tw, f)).astype(dtype)
+    dm = np.full((36, nb * tb * tw, f), np.nan, dtype)
+    k.grad_tiles(dy, tb, tw, dm)
+    dyt = dy.reshape(nb, tb, 4, tw, 4, f).transpose(2, 4, 0, 1, 3, 5).reshape(16, -1, f)
+    want = np.einsum("ji,jpf->ipf", ka.astype(np.float64), dyt)
+    np.testing.assert_allclose(dm, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_tiles_adds_kron_b_tiles_with_their_overlaps(dtype, rng):
+    k = jit.kernels()
+    kb = kron_matrices(4, dtype)[0]
+    nb, tb, tw, c = 2, 3, 4, 5
+    dv = rng.standard_normal((36, nb * tb * tw, c)).astype(dtype)
+    start = rng.standard_normal((nb, 4 * tb + 4, 4 * tw + 4, c)).astype(dtype)
+    dg = start.copy()
+    k.add_tiles(dv, tb, tw, dg)
+    dd = np.einsum("ji,jpc->ipc", kb.astype(np.float64), dv).reshape(6, 6, nb, tb, tw, c)
+    want = start.astype(np.float64)
+    for ty in range(tb):                                  # one tile at a time, by definition
+        for tx in range(tw):
+            tile = dd[:, :, :, ty, tx].transpose(2, 0, 1, 3)              # (Nb, 6, 6, C)
+            want[:, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6] += tile
+    np.testing.assert_allclose(dg, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_winograd_runs_the_kernels_when_enabled_and_numpy_when_not(monkeypatch, rng):
+    """Every kernel is called by a forward (plain and pooled) and a backward; with the
+    switch off none is, and both give the same numbers."""
+    real = jit.kernels()
+    calls = []
+
+    def spy(name):
+        def call(*args):
+            calls.append(name)
+            return getattr(real, name)(*args)
+        return call
+
+    names = ("input_tiles", "output_tiles", "pool_tiles", "grad_tiles", "add_tiles")
+    monkeypatch.setitem(jit._state, "kernels", types.SimpleNamespace(**{n: spy(n) for n in names}))
+    x = rng.standard_normal((2, 9, 10, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 6, 5)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+
+    def run():
+        out, cache = winograd.winograd_forward(x, w, b, pads, 4)
+        grads = winograd.winograd_backward(np.ones_like(out), cache)
+        pooled, _ = winograd.winograd_forward(x, w, b, pads, 4, relu=True, pool=(2, 2))
+        return (out, pooled, *grads)
+
+    compiled = run()
+    assert set(calls) == set(names)
+    calls.clear()
+    with jit.use(False):
+        plain = run()
+    assert calls == []
+    for g, e in zip(compiled, plain):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_float16_and_winograd2_stay_in_numpy(monkeypatch, rng):
+    assert winograd._kernels(4, np.float16) is None
+    assert winograd._kernels(2, np.float32) is None
+    assert winograd._kernels(4, np.float32) is jit.kernels()
+    with jit.use(False):
+        assert winograd._kernels(4, np.float32) is None
+
+
+def test_without_numba_the_numpy_path_runs(monkeypatch, rng):
+    monkeypatch.setattr(jit, "available", lambda: False)
+    assert not jit.enabled() and jit.kernels() is None
+    x = rng.standard_normal((1, 6, 7, 3))
+    w = rng.standard_normal((3, 3, 3, 2))
+    with algo.force("winograd4"):
+        out, cache = conv2d_forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    with algo.force("im2col"):
+        ref, _ = conv2d_forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-9)
+    assert conv2d_backward(np.ones_like(out), cache)[0].shape == x.shape
+
+
+def test_switch_validates_restores_and_reads_the_environment():
+    with pytest.raises(TypeError, match="flag must be a bool, got int"):
+        jit.set_enabled(1)
+    before = jit.enabled()
+    with jit.use(False):
+        assert not jit.enabled()
+        with jit.use(True):
+            assert jit.enabled()
+        assert not jit.enabled()
+    assert jit.enabled() == before
+    code = "from convnet.ops import jit; print(jit.enabled(), jit.kernels())"
+    env = dict(os.environ, CONVNET_JIT="0")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert res.stdout.split() == ["False", "None"]
