@@ -161,7 +161,10 @@ def bands(size: int, k: int) -> list[slice]:
 
 
 PARALLEL_FLOPS = 64 << 20  # a GEMM below this many FLOPs runs on one thread (a pool
-#                            round trip costs 70-100 us in this VM: see _Pool)
+#                            round trip costs 70-100 us in this VM: see _Pool) ...
+PARALLEL_BYTES = 8 << 20   # ... unless its operands are this large: a matrix-vector
+#                            product (batch-1 fully connected layers) is bound by memory
+#                            bandwidth, which one core cannot use up
 
 
 def matmul(a, b, out=None):
@@ -181,7 +184,8 @@ def matmul(a, b, out=None):
     n = b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     count = int(np.prod(batch, dtype=np.int64)) if batch else 1
-    if 2 * count * m * k * n < PARALLEL_FLOPS:
+    if (2 * count * m * k * n < PARALLEL_FLOPS
+            and (a.size + b.size) * a.itemsize < PARALLEL_BYTES):
         return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty(batch + (m, n), np.result_type(a.dtype, b.dtype))
@@ -193,12 +197,24 @@ def matmul(a, b, out=None):
             return out
     if max(m, n) < 2 * t:
         return np.matmul(a, b, out=out)
+    if m <= 4 and not batch and k >= 2 * t:
+        return _gemv(a, b, out, t)
     rows = m >= n
     if rows:
         run_blocks(lambda s: np.matmul(a[..., s, :], b, out=out[..., s, :]), bands(m, t))
     else:
         run_blocks(lambda s: np.matmul(a, b[..., s], out=out[..., s]), bands(n, t))
     return out
+
+
+def _gemv(a, b, out, t):
+    """(M <= 4, K) @ (K, N): each thread streams a contiguous band of b's rows (memory-bound)
+    into its own partial sum; the partials are added in band order."""
+    import numpy as np
+    parts = np.empty((t,) + out.shape, out.dtype)
+    ks = bands(a.shape[1], t)
+    run_blocks(lambda i: np.matmul(a[:, ks[i]], b[ks[i]], out=parts[i]), range(t))
+    return np.sum(parts, axis=0, out=out)
 
 
 class _Worker:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .im2col import scratch
-from .threads import matmul
+from .threads import bands, matmul, num_threads, run_blocks
 
 # 1-D transforms, exact rationals (Lavin & Gray): interpolation points 0, +-1 (F2);
 # 0, +-1, +-2 and infinity (F4).
@@ -58,9 +58,20 @@ UCACHE_MAX_BYTES = 1 << 30       # total U kept, least recently used dropped fir
 _ucache: OrderedDict = OrderedDict()
 
 
+SAME_SPLIT = 1 << 20      # arrays of this many values are compared in bands on the pool
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bitwise-equal values (a stepped optimizer shows in the first few).  Large arrays
+    are compared band by band on the pool: the comparison is bound by memory bandwidth,
+    which one core cannot use up (VGG's 512-channel weights: 0.85 -> 0.54 ms)."""
     fa, fb = a.reshape(-1), b.reshape(-1)
-    return bool(np.array_equal(fa[:256], fb[:256]) and np.array_equal(fa, fb))
+    if not np.array_equal(fa[:256], fb[:256]):
+        return False
+    if fa.size < SAME_SPLIT:
+        return bool(np.array_equal(fa, fb))
+    return all(run_blocks(lambda s: bool(np.array_equal(fa[s], fb[s])),
+                          bands(fa.size, num_threads())))
 
 
 def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,

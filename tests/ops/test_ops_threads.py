@@ -26,7 +26,9 @@ def two_threads(monkeypatch):
 
 @pytest.mark.parametrize("sa, sb", [
     ((37, 11), (11, 5)),           # rows cut
-    ((3, 11), (11, 41)),           # columns cut
+    ((5, 11), (11, 41)),           # columns cut
+    ((1, 23), (23, 7)),            # a row vector: K cut, partial sums added in order
+    ((4, 23), (23, 6)),            # up to four rows: K cut
     ((5, 7, 11), (5, 11, 3)),      # batch cut
     ((7, 11), (5, 11, 3)),         # left operand broadcast over the batch
     ((1, 19, 4), (4, 9)),          # batch of one: rows cut
@@ -53,11 +55,44 @@ def test_matmul_writes_into_out_and_views(two_threads, rng):
     np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
 
 
-def test_matmul_is_repeatable_bit_for_bit(two_threads, rng):
-    a, b = rng.standard_normal((64, 33)), rng.standard_normal((33, 17))
+@pytest.mark.parametrize("sa, sb", [((64, 33), (33, 17)), ((1, 33), (33, 17))])
+def test_matmul_is_repeatable_bit_for_bit(sa, sb, two_threads, rng):
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
     first = threads.matmul(a, b)
     for _ in range(5):
         assert np.array_equal(threads.matmul(a, b), first)
+
+
+def test_row_vector_products_cut_k_over_strided_operands(two_threads, rng):
+    """The K cut reads bands of b's rows: a transposed b (a dx pass's w.T) works too."""
+    a = rng.standard_normal((2, 30))
+    w = rng.standard_normal((20, 30))
+    out = np.full((2, 20), np.nan)
+    assert threads.matmul(a, w.T, out=out) is out
+    np.testing.assert_allclose(out, a @ w.T, rtol=1e-12, atol=1e-12)
+
+
+@needs_blas
+def test_memory_bound_products_are_cut_by_their_bytes(monkeypatch, rng):
+    """A matrix-vector product has few FLOPs per byte: it goes to the pool once its
+    operands reach PARALLEL_BYTES, whatever its FLOPs."""
+    prev = threads.num_threads()
+    threads.set_num_threads(2)
+    calls = []
+    real = threads.run_blocks
+    monkeypatch.setattr(threads, "run_blocks", lambda fn, blocks: calls.append(1) or
+                        real(fn, blocks))
+    monkeypatch.setattr(threads, "PARALLEL_FLOPS", 1 << 60)
+    a, b = rng.standard_normal((1, 64)), rng.standard_normal((64, 48))
+    try:
+        monkeypatch.setattr(threads, "PARALLEL_BYTES", 1 << 60)
+        threads.matmul(a, b)
+        assert calls == []
+        monkeypatch.setattr(threads, "PARALLEL_BYTES", (a.size + b.size) * 8)
+        np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+        assert calls == [1]
+    finally:
+        threads.set_num_threads(prev)
 
 
 @needs_blas
