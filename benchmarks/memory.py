@@ -5,7 +5,10 @@ child notes its resident set (VmRSS), resets the kernel's high-water mark by wri
 "5" to /proc/self/clear_refs, runs a few training steps, then reads the high-water
 mark (VmHWM).  The figure is VmHWM - VmRSS-before: the memory the training steps
 themselves need (activations, gradients, workspaces, optimizer state), free of each
-framework's import size (torch's libraries alone are some hundreds of MiB).  Where
+framework's import size (torch's libraries alone are some hundreds of MiB) -- and of
+convnet's compiled kernels (``ops.jit.warm_up`` runs before the baseline: numba and
+LLVM hold about 170 MiB once they have compiled, which the whole-process peak in the
+note includes).  Where
 clear_refs cannot be written, it falls back to ``resource.getrusage`` ru_maxrss,
 whose peak then includes the imports; the note says which method ran.
 """
@@ -52,6 +55,8 @@ def child(framework: str, batch: int, width: int, steps: int) -> dict:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
         step = torch_step(build_torch(cifar_vgg(width)), x, y)
     else:
+        from convnet.ops import jit
+        jit.warm_up()  # numba's compile of convnet's kernels is code, like an import
         step = convnet_step(build_convnet(cifar_vgg(width), rng), x, y)
     before = _status_kib("VmRSS")
     reset = before is not None and _reset_peak()

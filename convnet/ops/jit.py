@@ -80,6 +80,29 @@ def kernels():
     return _state["kernels"]
 
 
+def warm_up(dtypes=("float32",)) -> bool:
+    """Compile every kernel now for ``dtypes`` (else each compiles on first use, about
+    3 s for all of them; e.g. before a server takes requests).  False when the kernels
+    are off or numba is missing."""
+    import numpy as np
+    k = kernels()
+    if k is None:
+        return False
+    for dt in dtypes:
+        dt = np.dtype(dt)
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"warm_up: dtypes must be float32 or float64, got {dt}")
+        v = np.zeros((36, 1, 1), dt)
+        y = np.zeros((1, 4, 4, 1), dt)
+        k.input_tiles(np.zeros((1, 6, 6, 1), dt), 1, 1, v)
+        k.output_tiles(v, 1, 1, np.zeros(1, dt), True, y, 0, 0, 4, 4)
+        k.pool_tiles(v, 1, 1, np.zeros(1, dt), np.zeros((1, 2, 2, 1), dt),
+                     np.zeros((1, 2, 2, 1), np.uint8), 0, 0, 2, 2)
+        k.grad_tiles(y, 1, 1, v)
+        k.add_tiles(v, 1, 1, np.zeros((1, 8, 8, 1), dt))
+    return True
+
+
 def _build():
     import types
 

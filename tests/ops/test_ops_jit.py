@@ -218,3 +218,15 @@ def test_switch_validates_restores_and_reads_the_environment():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert res.stdout.split() == ["False", "None"]
+
+
+def test_warm_up_compiles_each_kernel_for_the_asked_dtypes():
+    k = jit.kernels()
+    assert jit.warm_up(("float32", np.float64)) is True
+    for name in ("input_tiles", "output_tiles", "pool_tiles", "grad_tiles", "add_tiles"):
+        dtypes = {str(sig[0].dtype) for sig in getattr(k, name).signatures}
+        assert {"float32", "float64"} <= dtypes, name
+    with pytest.raises(ValueError, match="dtypes must be float32 or float64, got float16"):
+        jit.warm_up(("float16",))
+    with jit.use(False):
+        assert jit.warm_up() is False
