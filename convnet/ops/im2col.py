@@ -25,6 +25,7 @@ Backward:
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -43,7 +44,7 @@ def scratch(tag: str, shape, dtype) -> np.ndarray:
     pool = getattr(_local, "pool", None)
     if pool is None:
         pool = _local.pool = {}
-    size = int(np.prod(shape))
+    size = math.prod(shape)                   # (np.prod costs ~20 us a call)
     key = (tag, np.dtype(dtype).str)
     buf = pool.get(key)
     if buf is None or buf.size < size:
