@@ -90,6 +90,15 @@ def run(name, case, x, w, b, dout, need=(True, True, True)):
     return (out, *conv2d_relu_pool_backward(dout, cache, need)), cache
 
 
+def in_turn(name, case, x, w, b, dout):
+    """(out, dx, dw, db) of conv + ReLU, then max_pool2d, run as separate ops."""
+    _, _, pads, pk = case
+    with force_algo(name):
+        act, c_cache = conv2d_relu_forward(x, w, b, (1, 1), pads, (1, 1), 1)
+    out, p_cache = pool.max_pool2d_forward(act, pk, pk, ((0, 0), (0, 0)))
+    return (out, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
+
+
 def blocked(name, case):
     """Whether the op pools inside the conv's blocks: the banded GEMM always, Winograd
     when the pool height divides its tile."""
@@ -120,11 +129,7 @@ def test_equals_the_three_ops_in_turn(name, case):
     """Same algorithm, same rounding: the fused op gives the unfused ops' numbers."""
     x, w, b, dout = make(case, np.float32, 2)
     got, _ = run(name, case, x, w, b, dout)
-    _, _, pads, pk = case
-    with force_algo(name):
-        act, c_cache = conv2d_relu_forward(x, w, b, (1, 1), pads, (1, 1), 1)
-    out, p_cache = pool.max_pool2d_forward(act, pk, pk, ((0, 0), (0, 0)))
-    want = (out, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
+    want = in_turn(name, case, x, w, b, dout)
     for label, g, e in zip(("out", "dx", "dw", "db"), got, want):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=label)
     if name != "toeplitz":  # the fused banded GEMM orders T's columns by pool window, so
@@ -276,11 +281,7 @@ def test_nan_inputs_pool_by_torchs_rule_as_the_ops_in_turn(name, case):
     x, w, b, dout = make(case, np.float32, 12)
     x[0, 2, 3, 1] = x[-1, 6, 8, 2] = np.nan
     got, _ = run(name, case, x, w, b, dout)
-    _, _, pads, pk = case
-    with force_algo(name):
-        act, c_cache = conv2d_relu_forward(x, w, b, (1, 1), pads, (1, 1), 1)
-    out, p_cache = pool.max_pool2d_forward(act, pk, pk, ((0, 0), (0, 0)))
-    want = (out, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
+    want = in_turn(name, case, x, w, b, dout)
     assert np.isnan(got[0]).any() and not np.isnan(got[0]).all()
     assert np.isfinite(got[1]).all()
     # (dw is left out: which of its entries the NaN reaches depends on whether a GEMM
