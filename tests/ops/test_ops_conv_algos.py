@@ -426,6 +426,18 @@ def test_heuristic_choices_are_cached_per_shape():
     assert algo.cache_info() == {}
 
 
+@pytest.mark.parametrize("x_shape, w_shape, expected", [
+    ((32, 4, 4, 32), (3, 3, 32, 64), "im2col"),         # digits conv3: 32 tiles
+    ((32, 8, 8, 32), (3, 3, 32, 32), "winograd4"),      # digits conv2: 128 tiles
+    ((16, 4, 4, 128), (3, 3, 128, 128), "im2col"),      # 16 tiles, 128 x 128 channels
+    ((64, 4, 4, 64), (3, 3, 64, 64), "winograd4"),      # 64 tiles: enough rows
+    ((1, 28, 28, 256), (3, 3, 256, 512), "winograd4"),  # 49 tiles, but wide channels
+])
+def test_heuristic_sends_few_small_tiles_to_im2col(x_shape, w_shape, expected):
+    args = (x_shape, w_shape, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    assert algo.heuristic(*args) == expected
+
+
 def test_benchmark_mode_times_candidates_once(rng):
     algo.clear_cache()
     x, w = rng.standard_normal((2, 12, 12, 16)), rng.standard_normal((3, 3, 16, 16))
