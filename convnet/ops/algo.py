@@ -7,6 +7,8 @@ Algorithms (see ``ops.im2col`` and ``ops.winograd``):
     "winograd4"  Winograd F(4x4,3x3): same shapes, 4x fewer multiplies than direct
     "toeplitz"   row lowering + banded weight GEMM (``ops.toeplitz``): groups 1; chosen
                  for thin, narrow inputs (LeNet's layers)
+    "direct"     direct conv in vector-register blocks (``ops.direct``): float32, groups 1,
+                 F a multiple of 16, numba installed; chosen for thin inputs (first layers)
 
 ``choose`` looks the shape up in a cache; on a miss it asks ``heuristic`` (rules
 fitted to measurements on a 2-core AVX-512 Xeon, see benchmarks/RESULTS.md) or, under
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz")
+ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz", "direct")
 
 _local = threading.local()
 _cache: dict = {}
@@ -78,8 +80,9 @@ def shape_key(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> tuple:
             tuple(tuple(p) for p in pads), tuple(dilation), int(groups), str(dtype))
 
 
-def applicable(name, x_shape, w_shape, stride, pads, dilation, groups) -> bool:
-    """Whether ``name`` can run this conv (any conv can run as "im2col")."""
+def applicable(name, x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> bool:
+    """Whether ``name`` can run this conv (any conv can run as "im2col"); "direct" needs
+    the compute ``dtype`` (float32 only)."""
     kh, kw = w_shape[:2]
     if name == "im2col":
         return True
@@ -91,15 +94,18 @@ def applicable(name, x_shape, w_shape, stride, pads, dilation, groups) -> bool:
                 and groups == 1)
     if name == "toeplitz":
         return groups == 1
+    if name == "direct":
+        from .direct import applies
+        return dtype is not None and applies(w_shape, groups, dtype)
     raise ValueError(f"unknown conv algorithm {name!r}")
 
 
-def candidates(x_shape, w_shape, stride, pads, dilation, groups) -> list[str]:
+def candidates(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> list[str]:
     return [a for a in ALGORITHMS
-            if applicable(a, x_shape, w_shape, stride, pads, dilation, groups)]
+            if applicable(a, x_shape, w_shape, stride, pads, dilation, groups, dtype)]
 
 
-def heuristic(x_shape, w_shape, stride, pads, dilation, groups) -> str:
+def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> str:
     """The default choice, from measured crossovers (no timing at run time)."""
     if applicable("gemm1x1", x_shape, w_shape, stride, pads, dilation, groups):
         return "gemm1x1"
@@ -107,6 +113,11 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups) -> str:
         from .toeplitz import applies_well
         if applies_well(x_shape, w_shape, stride, pads, dilation, groups):
             return "toeplitz"
+        # Thin inputs (K = KH*KW*C <= 32: 3-channel 3x3 first layers) in float32 with
+        # numba: the direct kernel, 2x im2col's speed on VGG's and CIFAR's conv1_1.
+        from . import direct
+        if dtype is not None and direct.applies_well(w_shape, groups, dtype):
+            return "direct"
     if not applicable("winograd4", x_shape, w_shape, stride, pads, dilation, groups):
         return "im2col"
     n, h, w, c = x_shape
@@ -145,14 +156,17 @@ def choose(x_shape, w_shape, stride, pads, dilation, groups, dtype, timer=None) 
     name = forced()
     if name is not None:
         return name if applicable(name, x_shape, w_shape, stride, pads, dilation,
-                                  groups) else "im2col"
+                                  groups, dtype) else "im2col"
     key = shape_key(x_shape, w_shape, stride, pads, dilation, groups, dtype)
     name = _cache.get(key)
+    if name == "direct" and not applicable(name, x_shape, w_shape, stride, pads, dilation,
+                                           groups, dtype):
+        name = None                    # ops.jit was turned off after the choice was cached
     if name is None:
-        cands = candidates(x_shape, w_shape, stride, pads, dilation, groups)
+        cands = candidates(x_shape, w_shape, stride, pads, dilation, groups, dtype)
         if _settings["benchmark"] and timer is not None and len(cands) > 1:
             name = min(cands, key=timer)
         else:
-            name = heuristic(x_shape, w_shape, stride, pads, dilation, groups)
+            name = heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype)
         _cache[key] = name
     return name

@@ -17,6 +17,8 @@ the choice, so ``conv2d_backward`` runs the matching backward:
     gemm1x1    1x1 kernels: one GEMM on the (N*H*W, C) pixel matrix
     winograd2  Winograd F(2x2,3x3), winograd4  F(4x4,3x3) (``ops.winograd``)
     toeplitz   row lowering + banded weight GEMM, for thin inputs (``ops.toeplitz``)
+    direct     direct conv in vector-register blocks, for thin inputs (``ops.direct``);
+               its backward is im2col's
 Every algorithm computes in the inputs' dtype (float32 stays float32).
 """
 
@@ -26,7 +28,7 @@ import time
 
 import numpy as np
 
-from . import algo, threads, toeplitz, winograd
+from . import algo, direct, threads, toeplitz, winograd
 from .activation import relu_backward
 from .im2col import (
     bias_grad,
@@ -195,12 +197,20 @@ def _toeplitz_backward(dout, cache, need, relu_out=None):
     return (None if dx_pad is None else unpad_nhwc(dx_pad, pads)), dw, db
 
 
+def _direct_forward(x, w, b, stride, pads, dilation, groups, relu=False):
+    x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
+    out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
+    out = direct.direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu)
+    # im2col's cache (groups 1 keeps no columns): its backward runs this conv's.
+    return out, (x, None, w, stride, pads, dilation, groups, b is not None)
+
+
 _FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
             "winograd2": _winograd_forward(2), "winograd4": _winograd_forward(4),
-            "toeplitz": _toeplitz_forward}
+            "toeplitz": _toeplitz_forward, "direct": _direct_forward}
 _BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
              "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward,
-             "toeplitz": _toeplitz_backward}
+             "toeplitz": _toeplitz_backward, "direct": _im2col_backward}
 
 
 def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:

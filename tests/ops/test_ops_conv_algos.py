@@ -1,6 +1,6 @@
-"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4, toeplitz), forced in turn through
-the same oracle tests: a loop reference written here, torch, and float64 finite
-differences, always with random upstream gradients.  Plus Winograd's float32 error
+"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4, toeplitz, direct), forced
+in turn through the same oracle tests: a loop reference written here, torch, and float64
+finite differences, always with random upstream gradients.  Plus Winograd's float32 error
 against a float64 direct conv, the blocked/threaded paths, and the algorithm cache."""
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ CONFIGS = [
     ((1, 5, 6, 5), (3, 3, 5, 3), (1, 1), ((3, 0), (0, 4)), (1, 1), 1),     # pad > kernel
     ((2, 11, 10, 1), (5, 5, 1, 6), (2, 1), ((1, 2), (0, 1)), (1, 2), 1),   # 1 channel (K-major)
     ((3, 12, 12, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # LeNet conv2, F > C
+    # F a multiple of 16 (the direct kernels' 64-, 32- and 16-channel chunks), rows of
+    # 6-pixel blocks plus 1-5 left over:
+    ((2, 9, 11, 3), (3, 3, 3, 16), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),    # a first layer
+    ((1, 10, 13, 2), (3, 2, 2, 48), (2, 1), ((1, 2), (0, 3)), (1, 2), 1),   # stride, dilation
+    ((2, 7, 8, 1), (3, 3, 1, 112), (1, 1), ((0, 0), (2, 1)), (2, 1), 1),    # 64 + 32 + 16
 ]
 
 
@@ -45,8 +50,11 @@ def winograd_runs(xs, ws, stride, dil, groups):
     return ws[:2] == (3, 3) and stride == (1, 1) and dil == (1, 1) and groups == 1
 
 
-def expected_algo(name, xs, ws, stride, pads, dil, groups):
+def expected_algo(name, xs, ws, stride, pads, dil, groups, dtype=np.float32):
     name = base_algo(name)
+    if name == "direct":           # float32, F a multiple of 16, numba (ops.direct)
+        ok = groups == 1 and ws[3] % 16 == 0 and dtype == np.float32 and jit.enabled()
+        return name if ok else "im2col"
     if name in ("winograd2", "winograd4"):
         return name if winograd_runs(xs, ws, stride, dil, groups) else "im2col"
     if name == "gemm1x1":
@@ -104,7 +112,7 @@ def run_algo(name, cfg, x, w, b, dout):
     xs, ws, stride, pads, dil, groups = cfg
     with force_algo(name):
         out, cache = conv2d_forward(x, w, b, stride, pads, dil, groups)
-    assert algorithm_of(cache) == expected_algo(name, xs, ws, stride, pads, dil, groups)
+    assert algorithm_of(cache) == expected_algo(name, xs, ws, stride, pads, dil, groups, x.dtype)
     dx, dw, db = conv2d_backward(dout, cache, (True, True, True))
     return out, dx, dw, db
 
@@ -147,7 +155,9 @@ def test_matches_torch(name, cfg, dtype, torch):
                                    err_msg=f"{name} {label}")
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[:3] + CONFIGS[5:10] + CONFIGS[11:12] + CONFIGS[13:],
+# (Not the last three configs: they are for the float32 direct kernels, which float64
+# runs as im2col; their larger sums need a larger finite-difference step.)
+@pytest.mark.parametrize("cfg", CONFIGS[:3] + CONFIGS[5:10] + CONFIGS[11:12] + CONFIGS[13:-3],
                          ids=lambda c: f"{c[0]}-{c[1]}-s{c[2]}-g{c[5]}")
 @pytest.mark.parametrize("name", ALGOS)
 def test_finite_differences(name, cfg):
@@ -421,7 +431,10 @@ def test_heuristic_choices_are_cached_per_shape():
                        np.float32) == "toeplitz"                             # LeNet's conv2
     assert algo.choose((1, 224, 224, 3), (5, 5, 3, 8), (1, 1), ((2, 2), (2, 2)), (1, 1), 1,
                        np.float32) == "im2col"                               # band too wide
-    assert len(algo.cache_info()) == 7
+    first = ((64, 32, 32, 3), (3, 3, 3, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    assert algo.choose(*first, np.float32) == ("direct" if jit.enabled() else "im2col")
+    assert algo.choose(*first, np.float64) == "im2col"                     # float32 only
+    assert len(algo.cache_info()) == 9
     algo.clear_cache()
     assert algo.cache_info() == {}
 

@@ -1,0 +1,174 @@
+"""Direct convolution in register blocks, for thin inputs (float32, with numba).
+
+Notation (NHWC / HWIO, as in ``ops.conv``):
+    x_pad (N, Hp, Wp, C)   w (KH, KW, C, F)   out (N, OH, OW, F)
+    s, d  stride and dilation;  K = KH*KW*C, the taps of one output pixel
+
+A first layer (C = 3, 3x3: K = 27) is a poor GEMM.  im2col's product has inner size 27,
+so the BLAS writes each 64-channel output row after only 27 multiply-adds: it reaches
+about a quarter of its speed (benchmarks/RESULTS.md, W4), and the columns it reads are
+9 times the input.  A direct kernel reads the input where it lies and keeps a block of
+outputs in vector registers for the whole sum over the K taps:
+
+    for each output row, 6 neighbouring output pixels p at a time, and each chunk of
+    CH = 64 (or 32, 16) output channels:
+        a_p = b[chunk]                                   # 6 accumulators of CH lanes
+        for each tap (i, j, c):                          # K times
+            wv  = w[i, j, c, chunk]                      # one vector load
+            a_p = x_pad[n, r*s_h + i*d_h, (q+p)*s_w + j*d_w, c] * wv + a_p   # 6 FMAs
+        out[n, r, q+p, chunk] = relu(a_p)                # stored once, in NHWC
+
+With CH = 64 the 6 accumulators are 24 of the 32 AVX-512 registers; each tap costs one
+weight load and six broadcasts for 24 FMAs, so the loop runs near the core's FMA rate
+and writes each output once.  numba has no vector type, so ``ops.simd`` provides one
+(LLVM ``<CH x float>`` values); written as scalar loops, LLVM kept the accumulators in
+memory (benchmarks/RESULTS.md, seventh and eighth passes).
+
+Only the forward is direct.  The backward is im2col's (``ops.conv``): the cache is the
+same, and the first layer's backward (dW and db, no dX) is one GEMM over columns that
+have the long axis (N*OH*OW) as their inner size, which the BLAS runs well.
+
+``applies``: float32, groups 1, F a multiple of 16, numba installed and ``ops.jit``
+enabled; ``applies_well`` (the heuristic) adds K <= 32.  The weights are read from cache
+for every block of 6 pixels, which is why the rule stops at small K: beyond a few
+hundred taps an im2col or Winograd GEMM, which blocks the weights in cache, wins.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import jit
+from .threads import bands, num_threads, run_blocks
+
+PIXELS = 6          # output pixels per register block (6 x 4 vectors = 24 registers)
+MAX_TAPS = 32       # applies_well: K = KH*KW*C at most this
+_built: dict = {}
+_lock = threading.Lock()
+
+
+def applies(w_shape, groups, dtype) -> bool:
+    """Whether the direct kernels can run this conv."""
+    return (groups == 1 and w_shape[3] % 16 == 0 and np.dtype(dtype) == np.float32
+            and jit.enabled())
+
+
+def applies_well(w_shape, groups, dtype) -> bool:
+    """Whether the heuristic should choose it: a thin input (K <= MAX_TAPS taps)."""
+    kh, kw, c, _ = w_shape
+    return kh * kw * c <= MAX_TAPS and applies(w_shape, groups, dtype)
+
+
+def _kernel(lanes: int):
+    """The compiled row kernel for chunks of ``lanes`` output channels (built once)."""
+    k = _built.get(lanes)
+    if k is None:
+        with _lock:
+            k = _built.get(lanes)
+            if k is None:
+                k = _built[lanes] = _build(lanes)
+    return k
+
+
+def _build(lanes):
+    from numba import njit
+
+    from .simd import vfma, vload, vrelu, vsplat, vstore
+
+    @njit(nogil=True, cache=False)
+    def rows(xf, wf, b, of, relu, geo, n0, n1, r0, r1, f0):
+        """out rows r0..r1 of images n0..n1, channels f0..f0+lanes (flat arrays)."""
+        hp, wp, c, oh, ow, f = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+        kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+        step = sw * c                                   # next output pixel's input
+        for n in range(n0, n1):
+            for r in range(r0, r1):
+                q = 0
+                while q + 6 <= ow:
+                    a0 = vload(b, f0, lanes)
+                    a1, a2, a3, a4, a5 = a0, a0, a0, a0, a0
+                    t = f0
+                    for i in range(kh):
+                        row = ((n * hp + r * sh + i * dh) * wp + q * sw) * c
+                        for j in range(kw):
+                            base = row + j * dw * c
+                            for ch in range(c):
+                                wv = vload(wf, t, lanes)
+                                p = base + ch
+                                a0 = vfma(vsplat(xf[p], lanes), wv, a0)
+                                a1 = vfma(vsplat(xf[p + step], lanes), wv, a1)
+                                a2 = vfma(vsplat(xf[p + 2 * step], lanes), wv, a2)
+                                a3 = vfma(vsplat(xf[p + 3 * step], lanes), wv, a3)
+                                a4 = vfma(vsplat(xf[p + 4 * step], lanes), wv, a4)
+                                a5 = vfma(vsplat(xf[p + 5 * step], lanes), wv, a5)
+                                t += f
+                    if relu:
+                        a0, a1, a2 = vrelu(a0), vrelu(a1), vrelu(a2)
+                        a3, a4, a5 = vrelu(a3), vrelu(a4), vrelu(a5)
+                    o = ((n * oh + r) * ow + q) * f + f0
+                    vstore(of, o, a0)
+                    vstore(of, o + f, a1)
+                    vstore(of, o + 2 * f, a2)
+                    vstore(of, o + 3 * f, a3)
+                    vstore(of, o + 4 * f, a4)
+                    vstore(of, o + 5 * f, a5)
+                    q += 6
+                while q < ow:                           # the row's last 0-5 pixels
+                    a0 = vload(b, f0, lanes)
+                    t = f0
+                    for i in range(kh):
+                        row = ((n * hp + r * sh + i * dh) * wp + q * sw) * c
+                        for j in range(kw):
+                            base = row + j * dw * c
+                            for ch in range(c):
+                                a0 = vfma(vsplat(xf[base + ch], lanes), vload(wf, t, lanes), a0)
+                                t += f
+                    if relu:
+                        a0 = vrelu(a0)
+                    vstore(of, ((n * oh + r) * ow + q) * f + f0, a0)
+                    q += 1
+
+    return rows
+
+
+def _chunks(f):
+    """(first channel, lanes) chunks of F: 64 wide, then one of 32 and one of 16."""
+    out, f0 = [], 0
+    for lanes in (64, 32, 16):
+        while f - f0 >= lanes:
+            out.append((f0, lanes))
+            f0 += lanes
+            if lanes < 64:
+                break
+    return out
+
+
+def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
+    """out (N, OH, OW, F) from the padded input, clamped at 0 with ``relu``."""
+    n, hp, wp, c = x_pad.shape
+    kh, kw, _, f = w.shape
+    if not applies(w.shape, 1, np.result_type(x_pad.dtype, w.dtype)):
+        raise ValueError(f"direct_forward: needs float32, F a multiple of 16 and numba; got "
+                         f"{x_pad.dtype} x {w.dtype}, F = {f}, jit enabled: {jit.enabled()}")
+    xf = np.ascontiguousarray(x_pad).reshape(-1)
+    wf = np.ascontiguousarray(w).reshape(-1)
+    bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
+    out = np.empty((n, out_h, out_w, f), np.float32)
+    of = out.reshape(-1)
+    geo = np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
+    kernels = [(f0, _kernel(lanes)) for f0, lanes in _chunks(f)]
+    t = num_threads()
+    if n >= t:                                   # whole images per thread
+        blocks = [(s.start, s.stop, 0, out_h) for s in bands(n, t)]
+    else:                                        # bands of rows of each image
+        blocks = [(i, i + 1, s.start, s.stop) for i in range(n)
+                  for s in bands(out_h, min(out_h, t))]
+
+    def run(blk):
+        for f0, k in kernels:
+            k(xf, wf, bias, of, bool(relu), geo, *blk, f0)
+
+    run_blocks(run, blocks)
+    return out

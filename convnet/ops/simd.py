@@ -1,0 +1,154 @@
+"""Explicit float32 vectors for numba kernels (optional: imported only with numba).
+
+numba's loops are vectorised by LLVM when it can prove the loop safe, but a kernel that
+keeps a block of outputs in vector registers across a long reduction -- the register
+blocking every fast conv and GEMM microkernel is built on -- cannot be written as
+scalar loops: LLVM keeps scalars, and numba has no vector type.  This module adds one:
+``Vec(lanes)`` is an LLVM ``<lanes x float>`` value (lanes 16, 32 or 64: one to four
+AVX-512 registers, or twice as many AVX2 ones; LLVM splits a wide vector into the
+machine's registers), with the few operations the kernels need, each one LLVM
+instruction:
+
+    vload(a, i, lanes)     a[i:i + lanes] of a 1-D float32 array, as a vector
+    vstore(a, i, v)        a[i:i + lanes] = v
+    vsplat(s, lanes)       s in every lane
+    vfma(a, b, c)          a * b + c, fused (one rounding)
+    vadd(a, b)             a + b
+    vrelu(v)               0 where v < 0, else v (NaN stays NaN, as torch's ReLU)
+
+``lanes`` must be a compile-time constant (a literal or a global of the kernel).  The
+loads and stores do not check bounds: the kernels index inside arrays they sized.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.datamodel import models
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, register_model
+
+_F32 = ir.FloatType()
+
+
+class Vec(types.Type):
+    """numba type of a ``<lanes x float>`` value."""
+
+    def __init__(self, lanes: int):
+        self.lanes = lanes
+        super().__init__(name=f"Vec{lanes}xf32")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(_F32, fe_type.lanes))
+
+
+_VECS = {n: Vec(n) for n in (16, 32, 64)}
+
+
+def _lanes(ty):
+    """The literal lane count, or None (numba then retries the typing with literals)."""
+    if not isinstance(ty, types.IntegerLiteral):
+        return None
+    if ty.literal_value not in _VECS:
+        raise TypingError(f"simd: lanes must be 16, 32 or 64, got {ty.literal_value}")
+    return ty.literal_value
+
+
+def _check_array(ty):
+    if not (isinstance(ty, types.Array) and ty.dtype == types.float32 and ty.ndim == 1):
+        raise TypingError(f"simd: expected a 1-D float32 array, got {ty}")
+
+
+def _address(context, builder, arrty, arr, idx, vt):
+    data = context.make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [idx]), vt.as_pointer())
+
+
+@intrinsic
+def vload(typingctx, arr, idx, lanes):
+    _check_array(arr)
+    if _lanes(lanes) is None:
+        return None
+    vec = _VECS[_lanes(lanes)]
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_F32, vec.lanes)
+        return builder.load(_address(context, builder, sig.args[0], args[0], args[1], vt),
+                            align=4)
+    return vec(arr, idx, lanes), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, idx, v):
+    _check_array(arr)
+    if not isinstance(v, Vec):
+        raise TypingError(f"simd: vstore needs a vector, got {v}")
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_F32, v.lanes)
+        builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1], vt),
+                      align=4)
+        return context.get_dummy_value()
+    return types.void(arr, idx, v), codegen
+
+
+@intrinsic
+def vsplat(typingctx, s, lanes):
+    if not isinstance(s, types.Float):
+        raise TypingError(f"simd: vsplat needs a float, got {s}")
+    if _lanes(lanes) is None:
+        return None
+    vec = _VECS[_lanes(lanes)]
+
+    def codegen(context, builder, sig, args):
+        x = args[0]
+        if x.type != _F32:
+            x = builder.fptrunc(x, _F32)
+        n = vec.lanes
+        one = builder.insert_element(ir.Constant(ir.VectorType(_F32, n), ir.Undefined), x,
+                                     ir.Constant(ir.IntType(32), 0))
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n)
+        return builder.shuffle_vector(one, ir.Constant(ir.VectorType(_F32, n), ir.Undefined),
+                                      mask)
+    return vec(s, lanes), codegen
+
+
+def _same(*tys):
+    if not all(isinstance(t, Vec) for t in tys) or len({t.lanes for t in tys}) != 1:
+        raise TypingError(f"simd: expected vectors of one width, got {tys}")
+    return tys[0]
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    vec = _same(a, b, c)
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_F32, vec.lanes)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt] * 3),
+                                            f"llvm.fma.v{vec.lanes}f32")
+        return builder.call(fn, args)
+    return vec(a, b, c), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    vec = _same(a, b)
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+    return vec(a, b), codegen
+
+
+@intrinsic
+def vrelu(typingctx, v):
+    vec = _same(v)
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(ir.VectorType(_F32, vec.lanes), [0.0] * vec.lanes)
+        return builder.select(builder.fcmp_ordered("<", args[0], zero), zero, args[0])
+    return vec(v), codegen

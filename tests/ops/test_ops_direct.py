@@ -1,0 +1,170 @@
+"""The direct conv kernels (ops.direct) and the vector type they are written in
+(ops.simd): lane semantics against NumPy, blocks and threads (bitwise the same on one or
+two threads, batch-1 row bands and image bands), NaN through the fused ReLU, the
+fallback when the kernels are off, and the heuristic's choice.  The oracle tests
+against the loop reference and torch run in tests/ops/test_ops_conv_algos.py, where
+"direct" is one of the forced algorithms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convnet.ops import algo, direct, jit
+from convnet.ops import threads as ops_threads
+from convnet.ops.conv import algorithm_of, conv2d_forward
+
+pytestmark = pytest.mark.skipif(not jit.available(), reason="numba is not installed")
+
+
+def loops(x, w, b, stride, pads, dil, relu):
+    """float64 conv, one output pixel at a time (x unpadded, NHWC; w HWIO)."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    (pt, pb), (pl, pr) = pads
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    kh, kw, _, f = w.shape
+    oh = (xp.shape[1] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (xp.shape[2] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((x.shape[0], oh, ow, f))
+    for r in range(oh):
+        for q in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    out[:, r, q] += xp[:, r * stride[0] + i * dil[0],
+                                       q * stride[1] + j * dil[1]] @ w[i, j]
+    out += b
+    return np.maximum(out, 0) if relu else out
+
+
+# ---- ops.simd -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lanes", [16, 32, 64])
+def test_vector_ops_match_numpy_lane_by_lane(lanes):
+    from numba import njit
+
+    from convnet.ops.simd import vadd, vfma, vload, vrelu, vsplat, vstore
+
+    @njit
+    def kernel(a, b, c, s, out):
+        for i in range(0, a.shape[0], lanes):
+            fma = vfma(vload(a, i, lanes), vload(b, i, lanes), vload(c, i, lanes))
+            vstore(out[0], i, fma)
+            vstore(out[1], i, vrelu(vload(a, i, lanes)))
+            vstore(out[2], i, vadd(vload(a, i, lanes), vsplat(s, lanes)))
+
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(3 * lanes).astype(np.float32) for _ in range(3))
+    a[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1e-30]
+    out = np.empty((3, 3 * lanes), np.float32)
+    kernel(a, b, c, 1.5, out)
+    want = (a.astype(np.float64) * b + c).astype(np.float32)             # one rounding
+    np.testing.assert_array_equal(out[0], want)
+    np.testing.assert_array_equal(out[1], np.where(a < 0, np.float32(0), a))  # NaN stays
+    assert np.isnan(out[1][0]) and np.signbit(out[1][1]) and out[1][5] == 0
+    np.testing.assert_array_equal(out[2], a + np.float32(1.5))
+
+
+def test_vector_width_must_be_a_supported_constant():
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from convnet.ops.simd import vload, vstore
+
+    @njit
+    def eight(a):
+        vstore(a, 0, vload(a, 0, 8))
+
+    with pytest.raises(TypingError, match="lanes must be 16, 32 or 64, got 8"):
+        eight(np.zeros(8, np.float32))
+
+    @njit
+    def wrong_dtype(a):
+        vstore(a, 0, vload(a, 0, 16))
+
+    with pytest.raises(TypingError, match="expected a 1-D float32 array"):
+        wrong_dtype(np.zeros(16, np.float64))
+
+
+# ---- ops.direct -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 23, 17, 3, 48), (5, 9, 14, 2, 64), (3, 6, 5, 1, 96)],
+                         ids=["row-bands", "image-bands", "fewer-images-than-threads"])
+def test_blocks_on_one_or_two_threads_are_bitwise_the_same(shape, threads):
+    n, h, wd, c, f = shape
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, h, wd, c)).astype(np.float32)
+    w = rng.standard_normal((3, 3, c, f)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    pads = ((1, 0), (2, 1))
+    prev = ops_threads.num_threads()
+    try:
+        ops_threads.set_num_threads(1)
+        with algo.force("direct"):
+            one, cache = conv2d_forward(x, w, b, (1, 1), pads, (1, 1), 1, relu=True)
+        ops_threads.set_num_threads(threads)
+        with algo.force("direct"):
+            got, _ = conv2d_forward(x, w, b, (1, 1), pads, (1, 1), 1, relu=True)
+    finally:
+        ops_threads.set_num_threads(prev)
+    assert algorithm_of(cache) == "direct" and got.dtype == np.float32
+    np.testing.assert_array_equal(got, one)
+    want = loops(x, w, b, (1, 1), pads, (1, 1), relu=True)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_nan_input_reaches_the_outputs_that_read_it_through_the_relu():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 8, 9, 3)).astype(np.float32)
+    x[0, 3, 4, 1] = np.nan
+    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    b = np.full(16, -50.0, np.float32)                  # every finite output clamps to 0
+    with algo.force("direct"):
+        out, _ = conv2d_forward(x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, relu=True)
+    nan = np.isnan(out)
+    assert nan[0, 2:5, 3:6].all() and nan.sum() == 9 * 16      # the 3x3 pixels that read it
+    assert (out[~nan] == 0).all()
+
+
+def test_falls_back_to_im2col_when_the_kernels_are_turned_off():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 10, 10, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 32)).astype(np.float32)
+    args = (x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    algo.clear_cache()
+    try:
+        out, cache = conv2d_forward(*args)
+        assert algorithm_of(cache) == "direct"                  # the heuristic's choice
+        with jit.use(False):
+            assert not direct.applies(w.shape, 1, np.float32)
+            off, cache_off = conv2d_forward(*args)              # cached "direct" not reused
+            assert algorithm_of(cache_off) == "im2col"
+            with pytest.raises(ValueError, match="needs float32, F a multiple of 16 and numba"):
+                direct.direct_forward(x, w, None, (1, 1), (1, 1), 8, 8)
+    finally:
+        algo.clear_cache()
+    np.testing.assert_allclose(off, out, rtol=1e-5, atol=1e-5)
+
+
+def test_forward_rejects_what_it_cannot_run():
+    x = np.zeros((1, 6, 6, 3))
+    with pytest.raises(ValueError, match=r"got float64 x float64, F = 16"):
+        direct.direct_forward(x, np.zeros((3, 3, 3, 16)), None, (1, 1), (1, 1), 4, 4)
+    with pytest.raises(ValueError, match=r"F = 24"):
+        direct.direct_forward(x.astype(np.float32), np.zeros((3, 3, 3, 24), np.float32),
+                              None, (1, 1), (1, 1), 4, 4)
+
+
+@pytest.mark.parametrize("w_shape, dtype, expected", [
+    ((3, 3, 3, 64), np.float32, True),      # VGG's and CIFAR's conv1_1: K = 27
+    ((3, 3, 1, 32), np.float32, True),      # the digits model's conv1: K = 9
+    ((3, 3, 3, 64), np.float64, False),     # float32 kernels only
+    ((3, 3, 3, 24), np.float32, False),     # F not a multiple of 16
+    ((3, 3, 4, 64), np.float32, False),     # K = 36: the GEMMs keep it
+    ((7, 7, 3, 64), np.float32, False),     # K = 147
+])
+def test_heuristic_takes_thin_inputs_only(w_shape, dtype, expected):
+    assert direct.applies_well(w_shape, 1, dtype) is expected
+    name = algo.heuristic((8, 32, 32, w_shape[2]), w_shape, (1, 1), ((1, 1), (1, 1)), (1, 1),
+                          1, dtype)
+    assert (name == "direct") is expected
