@@ -18,7 +18,7 @@ the choice, so ``conv2d_backward`` runs the matching backward:
     winograd2  Winograd F(2x2,3x3), winograd4  F(4x4,3x3) (``ops.winograd``)
     toeplitz   row lowering + banded weight GEMM, for thin inputs (``ops.toeplitz``)
     direct     direct conv in vector-register blocks, for thin inputs (``ops.direct``);
-               its backward is im2col's
+               dW direct when no dX is needed, else im2col's backward
 Every algorithm computes in the inputs' dtype (float32 stays float32).
 """
 
@@ -201,8 +201,18 @@ def _direct_forward(x, w, b, stride, pads, dilation, groups, relu=False):
     x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
     out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
     out = direct.direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu)
-    # im2col's cache (groups 1 keeps no columns): its backward runs this conv's.
+    # im2col's cache (groups 1 keeps no columns): a backward with dx runs im2col's.
     return out, (x, None, w, stride, pads, dilation, groups, b is not None)
+
+
+def _direct_backward(dout, cache, need, relu_out=None):
+    x, _, w, stride, pads, dilation, groups, has_bias = cache
+    if (need[0] or not need[1]
+            or not direct.applies(w.shape, groups, np.result_type(x.dtype, dout.dtype))):
+        return _im2col_backward(dout, cache, need, relu_out)
+    dw, db = direct.direct_weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation,
+                                       relu_out)                   # a first layer: no dx
+    return None, dw, db if has_bias and need[2] else None
 
 
 _FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
@@ -210,7 +220,7 @@ _FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
             "toeplitz": _toeplitz_forward, "direct": _direct_forward}
 _BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
              "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward,
-             "toeplitz": _toeplitz_backward, "direct": _im2col_backward}
+             "toeplitz": _toeplitz_backward, "direct": _direct_backward}
 
 
 def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:

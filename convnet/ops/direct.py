@@ -24,9 +24,12 @@ and writes each output once.  numba has no vector type, so ``ops.simd`` provides
 (LLVM ``<CH x float>`` values); written as scalar loops, LLVM kept the accumulators in
 memory (benchmarks/RESULTS.md, seventh and eighth passes).
 
-Only the forward is direct.  The backward is im2col's (``ops.conv``): the cache is the
-same, and the first layer's backward (dW and db, no dX) is one GEMM over columns that
-have the long axis (N*OH*OW) as their inner size, which the BLAS runs well.
+The weight gradient of a first layer (dW and db; no dX is needed) is direct too:
+``direct_weight_grad`` sums 4 taps x a chunk of channels in registers over blocks of 32
+output pixels, masking dout by the fused ReLU's output on the way (im2col builds the
+(N*OH*OW, K) columns and a masked copy of dout for one GEMM: 2-3x slower on VGG's and
+CIFAR's conv1_1).  A backward that needs dX runs im2col's (``ops.conv``), whose cache
+this forward returns.
 
 ``applies``: float32, groups 1, F a multiple of 16, numba installed and ``ops.jit``
 enabled; ``applies_well`` (the heuristic) adds K <= 32.  The weights are read from cache
@@ -41,10 +44,12 @@ import threading
 import numpy as np
 
 from . import jit
-from .threads import bands, num_threads, run_blocks
+from .threads import bands, num_threads, run_blocks, run_reduce
 
 PIXELS = 6          # output pixels per register block (6 x 4 vectors = 24 registers)
 MAX_TAPS = 32       # applies_well: K = KH*KW*C at most this
+PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread: a pool round trip
+#                             (70-100 us, ops.threads) would cost more than it saves
 _built: dict = {}
 _lock = threading.Lock()
 
@@ -75,7 +80,7 @@ def _kernel(lanes: int):
 def _build(lanes):
     from numba import njit
 
-    from .simd import vfma, vload, vrelu, vsplat, vstore
+    from .simd import vadd, vfma, vkeep, vload, vrelu, vsplat, vstore
 
     @njit(nogil=True, cache=False)
     def rows(xf, wf, b, of, relu, geo, n0, n1, r0, r1, f0):
@@ -130,7 +135,62 @@ def _build(lanes):
                     vstore(of, ((n * oh + r) * ow + q) * f + f0, a0)
                     q += 1
 
-    return rows
+    @njit(nogil=True, cache=False)
+    def grads(xf, df, kf, acc, geo, m0, m1, f0, relu):
+        """acc[t*F + f0 + l] += sum over output pixels m0..m1 of x(m, tap t) * g[m, f0 + l]
+        and acc[K*F + f0 + l] += sum of g (db), g = dout masked where kf == 0 (relu)."""
+        hp, wp, c, oh, ow, f = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+        kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+        taps = kh * kw * c
+        toff = np.empty(taps, np.int64)
+        t = 0
+        for i in range(kh):
+            for j in range(kw):
+                for ch in range(c):
+                    toff[t] = (i * dh * wp + j * dw) * c + ch
+                    t += 1
+        gbuf = np.empty(32 * lanes, np.float32)
+        base = np.empty(32, np.int64)
+        db = vsplat(0.0, lanes)
+        for s in range(m0, m1, 32):
+            e = min(s + 32, m1)
+            for p in range(e - s):                      # the chunk's masked gradient
+                m = s + p
+                n, r = m // (oh * ow), m % (oh * ow)
+                base[p] = ((n * hp + (r // ow) * sh) * wp + (r % ow) * sw) * c
+                g = vload(df, m * f + f0, lanes)
+                if relu:
+                    g = vkeep(g, vload(kf, m * f + f0, lanes))
+                db = vadd(db, g)
+                vstore(gbuf, p * lanes, g)
+            t = 0
+            while t + 4 <= taps:                        # 4 taps x lanes in registers
+                a0 = vsplat(0.0, lanes)
+                a1, a2, a3 = a0, a0, a0
+                o0, o1, o2, o3 = toff[t], toff[t + 1], toff[t + 2], toff[t + 3]
+                for p in range(e - s):
+                    g = vload(gbuf, p * lanes, lanes)
+                    b = base[p]
+                    a0 = vfma(vsplat(xf[b + o0], lanes), g, a0)
+                    a1 = vfma(vsplat(xf[b + o1], lanes), g, a1)
+                    a2 = vfma(vsplat(xf[b + o2], lanes), g, a2)
+                    a3 = vfma(vsplat(xf[b + o3], lanes), g, a3)
+                for q, a in ((0, a0), (1, a1), (2, a2), (3, a3)):
+                    o = (t + q) * f + f0
+                    vstore(acc, o, vadd(vload(acc, o, lanes), a))
+                t += 4
+            while t < taps:
+                a0 = vsplat(0.0, lanes)
+                for p in range(e - s):
+                    a0 = vfma(vsplat(xf[base[p] + toff[t]], lanes),
+                              vload(gbuf, p * lanes, lanes), a0)
+                o = t * f + f0
+                vstore(acc, o, vadd(vload(acc, o, lanes), a0))
+                t += 1
+        o = taps * f + f0
+        vstore(acc, o, vadd(vload(acc, o, lanes), db))
+
+    return rows, grads
 
 
 def _chunks(f):
@@ -158,7 +218,7 @@ def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
     out = np.empty((n, out_h, out_w, f), np.float32)
     of = out.reshape(-1)
     geo = np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
-    kernels = [(f0, _kernel(lanes)) for f0, lanes in _chunks(f)]
+    kernels = [(f0, _kernel(lanes)[0]) for f0, lanes in _chunks(f)]
     t = num_threads()
     if n >= t:                                   # whole images per thread
         blocks = [(s.start, s.stop, 0, out_h) for s in bands(n, t)]
@@ -170,5 +230,36 @@ def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
         for f0, k in kernels:
             k(xf, wf, bias, of, bool(relu), geo, *blk, f0)
 
-    run_blocks(run, blocks)
+    run_blocks(run, blocks, parallel=2 * out.size * kh * kw * c >= PARALLEL_FLOPS)
     return out
+
+
+def direct_weight_grad(x_pad, dout, w_shape, stride, dilation, relu_out=None):
+    """(dW (KH, KW, C, F), db (F,)) of the conv ``direct_forward`` ran, from the padded
+    input and dout (N, OH, OW, F), masked where ``relu_out`` is 0 (the fused ReLU).
+
+    Per block of output pixels, 4 taps x a chunk of channels are summed in registers
+    over 32 pixels at a time; each pool thread takes a band of the pixels and the
+    partial sums are added in band order (``run_reduce``: the same bits on every run)."""
+    n, out_h, out_w, f = dout.shape
+    kh, kw, c, _ = w_shape
+    hp, wp = x_pad.shape[1:3]
+    xf = np.ascontiguousarray(x_pad, np.float32).reshape(-1)
+    df = np.ascontiguousarray(dout, np.float32).reshape(-1)
+    kf = df if relu_out is None else np.ascontiguousarray(relu_out, np.float32).reshape(-1)
+    geo = np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
+    kernels = [(f0, _kernel(lanes)[1]) for f0, lanes in _chunks(f)]
+    taps, m = kh * kw * c, n * out_h * out_w
+
+    def block(s, part):
+        part = np.zeros(((taps + 1) * f,), np.float32) if part is None else part
+        part[...] = 0
+        for f0, k in kernels:
+            k(xf, df, kf, part, geo, s.start, s.stop, f0, relu_out is not None)
+        return part
+
+    parallel = 2 * m * taps * f >= PARALLEL_FLOPS
+    acc = run_reduce(block, bands(m, min(m, num_threads() if parallel else 1)),
+                     ((taps + 1) * f,), np.float32, parallel=parallel)
+    acc = acc.reshape(taps + 1, f)
+    return acc[:taps].reshape(w_shape), acc[taps].copy()

@@ -15,6 +15,8 @@ instruction:
     vfma(a, b, c)          a * b + c, fused (one rounding)
     vadd(a, b)             a + b
     vrelu(v)               0 where v < 0, else v (NaN stays NaN, as torch's ReLU)
+    vkeep(g, k)            g where k != 0 (NaN included), else +0: a ReLU's backward
+                           mask, bit-exact (``activation.relu_mask``'s rule)
 
 ``lanes`` must be a compile-time constant (a literal or a global of the kernel).  The
 loads and stores do not check bounds: the kernels index inside arrays they sized.
@@ -152,3 +154,13 @@ def vrelu(typingctx, v):
         zero = ir.Constant(ir.VectorType(_F32, vec.lanes), [0.0] * vec.lanes)
         return builder.select(builder.fcmp_ordered("<", args[0], zero), zero, args[0])
     return vec(v), codegen
+
+
+@intrinsic
+def vkeep(typingctx, g, k):
+    vec = _same(g, k)
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(ir.VectorType(_F32, vec.lanes), [0.0] * vec.lanes)
+        return builder.select(builder.fcmp_unordered("!=", args[1], zero), args[0], zero)
+    return vec(g, k), codegen

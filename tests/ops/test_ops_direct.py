@@ -168,3 +168,86 @@ def test_heuristic_takes_thin_inputs_only(w_shape, dtype, expected):
     name = algo.heuristic((8, 32, 32, w_shape[2]), w_shape, (1, 1), ((1, 1), (1, 1)), (1, 1),
                           1, dtype)
     assert (name == "direct") is expected
+
+
+# ---- the weight gradient (a first layer: no dx) ------------------------------------
+
+WGRAD = [
+    ((2, 9, 11, 3), (3, 3, 3, 16), (1, 1), ((1, 1), (1, 1)), (1, 1)),      # a first layer
+    ((1, 10, 13, 2), (3, 2, 2, 48), (2, 1), ((1, 2), (0, 3)), (1, 2)),     # stride, dilation
+    ((3, 7, 8, 1), (3, 3, 1, 112), (1, 1), ((0, 0), (2, 1)), (2, 1)),      # 64 + 32 + 16
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("cfg", WGRAD, ids=lambda c: f"{c[0]}-{c[1]}-s{c[2]}")
+def test_weight_grad_matches_torch_with_and_without_the_relu(cfg, relu, threads, torch,
+                                                             monkeypatch):
+    from helpers import from_torch, to_torch
+
+    from convnet.ops.conv import conv2d_backward, conv2d_relu_backward, conv2d_relu_forward
+
+    monkeypatch.setattr(direct, "PARALLEL_FLOPS", 1)              # blocks on the pool
+    xs, ws, stride, pads, dil = cfg
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    prev = ops_threads.num_threads()
+    ops_threads.set_num_threads(threads)
+    try:
+        with algo.force("direct"):
+            if relu:
+                out, cache = conv2d_relu_forward(x, w, b, stride, pads, dil, 1)
+            else:
+                out, cache = conv2d_forward(x, w, b, stride, pads, dil, 1)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        back = conv2d_relu_backward if relu else conv2d_backward
+        dx, dw, db = back(dout, cache, (False, True, True))
+        again = back(dout, cache, (False, True, True))
+    finally:
+        ops_threads.set_num_threads(prev)
+    assert (cache[0] if relu else cache)[0] == "direct"
+    assert dx is None and dw.dtype == db.dtype == np.float32
+    np.testing.assert_array_equal(again[1], dw)                   # the same bits again
+    np.testing.assert_array_equal(again[2], db)
+    xt, wt = to_torch(x.astype(np.float64), "nhwc"), to_torch(w.astype(np.float64), "hwio", True)
+    bt = to_torch(b.astype(np.float64), requires_grad=True)
+    (pt, pb), (pl, pr) = pads
+    o = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (pl, pr, pt, pb)), wt, bt,
+                                   stride, 0, dil)
+    if relu:
+        o = torch.relu(o)
+    o.backward(to_torch(dout.astype(np.float64), "nhwc"))
+    for label, got, want in (("dw", dw, from_torch(wt.grad, "hwio")),
+                             ("db", db, from_torch(bt.grad))):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(),
+                                   err_msg=label)
+
+
+def test_weight_grad_passes_nan_gradients_of_open_relus_only():
+    """The fused ReLU's mask is bit-exact: a closed output's inf or NaN gradient is
+    dropped (torch's rule), an open one's reaches dW and db."""
+    from convnet.ops.conv import conv2d_relu_backward, conv2d_relu_forward
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 6, 7, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    with algo.force("direct"):
+        out, cache = conv2d_relu_forward(x, w, np.zeros(16, np.float32), (1, 1),
+                                         ((1, 1), (1, 1)), (1, 1), 1)
+    closed = out == 0
+    assert closed.any() and (~closed).any()
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dirty = dout.copy()
+    dirty[closed] = np.inf
+    _, dw, db = conv2d_relu_backward(dirty, cache, (False, True, True))
+    _, dw0, db0 = conv2d_relu_backward(np.where(closed, 0, dout).astype(np.float32), cache,
+                                       (False, True, True))
+    np.testing.assert_array_equal(dw, dw0)
+    np.testing.assert_array_equal(db, db0)
+    f = np.argmax((~closed).reshape(-1, 16).any(axis=0))            # a channel with an open output
+    dirty[~closed & (np.arange(16) == f)] = np.nan
+    _, dw, db = conv2d_relu_backward(dirty, cache, (False, True, True))
+    assert np.isnan(db[f]) and np.isnan(dw[..., f]).any() and np.isfinite(np.delete(db, f)).all()
