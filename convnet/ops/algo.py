@@ -114,9 +114,10 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
         if applies_well(x_shape, w_shape, stride, pads, dilation, groups):
             return "toeplitz"
         # Thin inputs (K = KH*KW*C <= 32: 3-channel 3x3 first layers) in float32 with
-        # numba: the direct kernel, 2x im2col's speed on VGG's and CIFAR's conv1_1.
+        # numba: the direct kernels, 2-3x im2col's speed on VGG's and CIFAR's conv1_1.
         from . import direct
-        if dtype is not None and direct.applies_well(w_shape, groups, dtype):
+        if dtype is not None and direct.applies_well(x_shape, w_shape, stride, pads,
+                                                     dilation, groups, dtype):
             return "direct"
     if not applicable("winograd4", x_shape, w_shape, stride, pads, dilation, groups):
         return "im2col"

@@ -60,10 +60,16 @@ def applies(w_shape, groups, dtype) -> bool:
             and jit.enabled())
 
 
-def applies_well(w_shape, groups, dtype) -> bool:
-    """Whether the heuristic should choose it: a thin input (K <= MAX_TAPS taps)."""
-    kh, kw, c, _ = w_shape
-    return kh * kw * c <= MAX_TAPS and applies(w_shape, groups, dtype)
+def applies_well(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> bool:
+    """Whether the heuristic should choose it: a thin input (K <= MAX_TAPS taps) and
+    enough work to pay for compiling the kernels (about a second per channel width,
+    once per process): at least PARALLEL_FLOPS."""
+    kh, kw, c, f = w_shape
+    if kh * kw * c > MAX_TAPS or not applies(w_shape, groups, dtype):
+        return False
+    out = [(x_shape[1 + a] + sum(pads[a]) - dilation[a] * (w_shape[a] - 1) - 1) // stride[a] + 1
+           for a in (0, 1)]
+    return 2 * x_shape[0] * out[0] * out[1] * kh * kw * c * f >= PARALLEL_FLOPS
 
 
 def _kernel(lanes: int):

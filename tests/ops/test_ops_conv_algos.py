@@ -431,7 +431,7 @@ def test_heuristic_choices_are_cached_per_shape():
                        np.float32) == "toeplitz"                             # LeNet's conv2
     assert algo.choose((1, 224, 224, 3), (5, 5, 3, 8), (1, 1), ((2, 2), (2, 2)), (1, 1), 1,
                        np.float32) == "im2col"                               # band too wide
-    first = ((64, 32, 32, 3), (3, 3, 3, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    first = ((64, 32, 32, 3), (3, 3, 3, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)  # conv1_1
     assert algo.choose(*first, np.float32) == ("direct" if jit.enabled() else "im2col")
     assert algo.choose(*first, np.float64) == "im2col"                     # float32 only
     assert len(algo.cache_info()) == 9

@@ -128,7 +128,7 @@ def test_nan_input_reaches_the_outputs_that_read_it_through_the_relu():
 
 def test_falls_back_to_im2col_when_the_kernels_are_turned_off():
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 10, 10, 3)).astype(np.float32)
+    x = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
     w = rng.standard_normal((3, 3, 3, 32)).astype(np.float32)
     args = (x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     algo.clear_cache()
@@ -140,7 +140,7 @@ def test_falls_back_to_im2col_when_the_kernels_are_turned_off():
             off, cache_off = conv2d_forward(*args)              # cached "direct" not reused
             assert algorithm_of(cache_off) == "im2col"
             with pytest.raises(ValueError, match="needs float32, F a multiple of 16 and numba"):
-                direct.direct_forward(x, w, None, (1, 1), (1, 1), 8, 8)
+                direct.direct_forward(x, w, None, (1, 1), (1, 1), 30, 30)
     finally:
         algo.clear_cache()
     np.testing.assert_allclose(off, out, rtol=1e-5, atol=1e-5)
@@ -155,19 +155,21 @@ def test_forward_rejects_what_it_cannot_run():
                               None, (1, 1), (1, 1), 4, 4)
 
 
-@pytest.mark.parametrize("w_shape, dtype, expected", [
-    ((3, 3, 3, 64), np.float32, True),      # VGG's and CIFAR's conv1_1: K = 27
-    ((3, 3, 1, 32), np.float32, True),      # the digits model's conv1: K = 9
-    ((3, 3, 3, 64), np.float64, False),     # float32 kernels only
-    ((3, 3, 3, 24), np.float32, False),     # F not a multiple of 16
-    ((3, 3, 4, 64), np.float32, False),     # K = 36: the GEMMs keep it
-    ((7, 7, 3, 64), np.float32, False),     # K = 147
+@pytest.mark.parametrize("x_shape, w_shape, dtype, expected", [
+    ((1, 224, 224, 3), (3, 3, 3, 64), np.float32, True),   # VGG's conv1_1: K = 27
+    ((64, 32, 32, 3), (3, 3, 3, 64), np.float32, True),    # CIFAR's conv1_1
+    ((64, 32, 32, 1), (3, 3, 1, 32), np.float32, True),    # K = 9
+    ((32, 8, 8, 1), (3, 3, 1, 32), np.float32, False),     # the digits model's conv1: 1.2
+    #                                                        MFLOP, less than it costs to compile
+    ((64, 32, 32, 3), (3, 3, 3, 64), np.float64, False),   # float32 kernels only
+    ((64, 32, 32, 3), (3, 3, 3, 24), np.float32, False),   # F not a multiple of 16
+    ((64, 32, 32, 4), (3, 3, 4, 64), np.float32, False),   # K = 36: the GEMMs keep it
+    ((8, 32, 32, 3), (7, 7, 3, 64), np.float32, False),    # K = 147
 ])
-def test_heuristic_takes_thin_inputs_only(w_shape, dtype, expected):
-    assert direct.applies_well(w_shape, 1, dtype) is expected
-    name = algo.heuristic((8, 32, 32, w_shape[2]), w_shape, (1, 1), ((1, 1), (1, 1)), (1, 1),
-                          1, dtype)
-    assert (name == "direct") is expected
+def test_heuristic_takes_large_enough_thin_inputs_only(x_shape, w_shape, dtype, expected):
+    args = (x_shape, w_shape, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, dtype)
+    assert direct.applies_well(*args) is expected
+    assert (algo.heuristic(*args) == "direct") is expected
 
 
 # ---- the weight gradient (a first layer: no dx) ------------------------------------
