@@ -44,9 +44,9 @@ import threading
 import numpy as np
 
 from . import jit
+from .shape import conv_output_shape
 from .threads import bands, num_threads, run_blocks, run_reduce
 
-PIXELS = 6          # output pixels per register block (6 x 4 vectors = 24 registers)
 MAX_TAPS = 32       # applies_well: K = KH*KW*C at most this
 PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread: a pool round trip
 #                             (70-100 us, ops.threads) would cost more than it saves
@@ -67,9 +67,8 @@ def applies_well(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> boo
     kh, kw, c, f = w_shape
     if kh * kw * c > MAX_TAPS or not applies(w_shape, groups, dtype):
         return False
-    out = [(x_shape[1 + a] + sum(pads[a]) - dilation[a] * (w_shape[a] - 1) - 1) // stride[a] + 1
-           for a in (0, 1)]
-    return 2 * x_shape[0] * out[0] * out[1] * kh * kw * c * f >= PARALLEL_FLOPS
+    out_h, out_w = conv_output_shape(x_shape[1:3], w_shape[:2], stride, pads, dilation)
+    return 2 * x_shape[0] * out_h * out_w * kh * kw * c * f >= PARALLEL_FLOPS
 
 
 def _kernel(lanes: int):
@@ -199,6 +198,13 @@ def _build(lanes):
     return rows, grads
 
 
+def _geometry(x_pad, w_shape, out_h, out_w, stride, dilation):
+    """The kernels' int64 shape vector: Hp, Wp, C, OH, OW, F, KH, KW, s_h, s_w, d_h, d_w."""
+    _, hp, wp, c = x_pad.shape
+    kh, kw, _, f = w_shape
+    return np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
+
+
 def _chunks(f):
     """(first channel, lanes) chunks of F: 64 wide, then one of 32 and one of 16."""
     out, f0 = [], 0
@@ -213,7 +219,7 @@ def _chunks(f):
 
 def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
     """out (N, OH, OW, F) from the padded input, clamped at 0 with ``relu``."""
-    n, hp, wp, c = x_pad.shape
+    n, _, _, c = x_pad.shape
     kh, kw, _, f = w.shape
     if not applies(w.shape, 1, np.result_type(x_pad.dtype, w.dtype)):
         raise ValueError(f"direct_forward: needs float32, F a multiple of 16 and numba; got "
@@ -223,7 +229,7 @@ def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
     bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
     out = np.empty((n, out_h, out_w, f), np.float32)
     of = out.reshape(-1)
-    geo = np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
+    geo = _geometry(x_pad, w.shape, out_h, out_w, stride, dilation)
     kernels = [(f0, _kernel(lanes)[0]) for f0, lanes in _chunks(f)]
     t = num_threads()
     if n >= t:                                   # whole images per thread
@@ -249,17 +255,17 @@ def direct_weight_grad(x_pad, dout, w_shape, stride, dilation, relu_out=None):
     partial sums are added in band order (``run_reduce``: the same bits on every run)."""
     n, out_h, out_w, f = dout.shape
     kh, kw, c, _ = w_shape
-    hp, wp = x_pad.shape[1:3]
     xf = np.ascontiguousarray(x_pad, np.float32).reshape(-1)
     df = np.ascontiguousarray(dout, np.float32).reshape(-1)
     kf = df if relu_out is None else np.ascontiguousarray(relu_out, np.float32).reshape(-1)
-    geo = np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
+    geo = _geometry(x_pad, w_shape, out_h, out_w, stride, dilation)
     kernels = [(f0, _kernel(lanes)[1]) for f0, lanes in _chunks(f)]
     taps, m = kh * kw * c, n * out_h * out_w
 
     def block(s, part):
-        part = np.zeros(((taps + 1) * f,), np.float32) if part is None else part
-        part[...] = 0
+        if part is None:
+            part = np.empty((taps + 1) * f, np.float32)
+        part[...] = 0                                     # the kernels add into it
         for f0, k in kernels:
             k(xf, df, kf, part, geo, s.start, s.stop, f0, relu_out is not None)
         return part
