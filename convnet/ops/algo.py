@@ -113,21 +113,23 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
         from .toeplitz import applies_well
         if applies_well(x_shape, w_shape, stride, pads, dilation, groups):
             return "toeplitz"
-        # Thin inputs (K = KH*KW*C <= 32: 3-channel 3x3 first layers) in float32 with
-        # numba: the direct kernels, 2-3x im2col's speed on VGG's and CIFAR's conv1_1.
-        from . import direct
-        if dtype is not None and direct.applies_well(x_shape, w_shape, stride, pads,
-                                                     dilation, groups, dtype):
-            return "direct"
+    # Where im2col's GEMM would run, the direct kernels (float32, numba) run the forward
+    # faster: 2-3x on the 3-channel first layers (VGG's and CIFAR's conv1_1), 1.0-2.4x on
+    # wide ones (VGG's 14x14x512 at batch 1, AlexNet's, strided convs); benchmarks/
+    # RESULTS.md, ninth and tenth passes.  The backward is im2col's either way, but a
+    # first layer's (no dX) weight gradient, which is direct too.
+    from . import direct
+    gemm = "direct" if dtype is not None and direct.applies_well(
+        x_shape, w_shape, stride, pads, dilation, groups, dtype) else "im2col"
     if not applicable("winograd4", x_shape, w_shape, stride, pads, dilation, groups):
-        return "im2col"
+        return gemm
     n, h, w, c = x_shape
     f = w_shape[3]
     (pt, pb), (pl, pr) = pads
     out_h, out_w = h + pt + pb - 2, w + pl + pr - 2
     pixels = n * out_h * out_w
     if c < 16 or f < 16 or pixels < 64:
-        return "im2col"            # transforms cost more than they save on thin layers
+        return gemm            # transforms cost more than they save on thin layers
     # Few 4x4 tiles (small images at a small batch: 4x4 or 8x8 maps after pooling) make
     # each of F(4x4)'s 36 GEMMs a handful of rows, and with up to 128 x 128 channels too
     # little work to pay for the transforms: im2col's one GEMM measured 1.1-3x faster
@@ -135,7 +137,7 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
     # model's 4x4x32 -> 64 layer at batch 32 (32 tiles) 0.95 ms against 1.40 (1.03 jit).
     tiles = n * -(-out_h // 4) * -(-out_w // 4)
     if tiles < 64 and c * f <= 128 * 128:
-        return "im2col"
+        return gemm
     # Winograd's weight transform and its a*a GEMMs re-read (a*a) x C x F weights; with
     # few output pixels per weight, im2col's single GEMM over 9 C F weights wins.
     # Crossovers measured (forward + backward, float32, with every core on the pool) on
@@ -144,7 +146,7 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
     # on every such layer.
     per_channel = pixels / min(c, f)
     if per_channel < 0.75:
-        return "im2col"
+        return gemm
     if per_channel < 1.0:
         return "winograd2"
     return "winograd4"

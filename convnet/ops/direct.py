@@ -1,17 +1,17 @@
-"""Direct convolution in register blocks, for thin inputs (float32, with numba).
+"""Direct convolution in register blocks (float32, with numba).
 
 Notation (NHWC / HWIO, as in ``ops.conv``):
     x_pad (N, Hp, Wp, C)   w (KH, KW, C, F)   out (N, OH, OW, F)
     s, d  stride and dilation;  K = KH*KW*C, the taps of one output pixel
 
-A first layer (C = 3, 3x3: K = 27) is a poor GEMM.  im2col's product has inner size 27,
-so the BLAS writes each 64-channel output row after only 27 multiply-adds: it reaches
-about a quarter of its speed (benchmarks/RESULTS.md, W4), and the columns it reads are
-9 times the input.  A direct kernel reads the input where it lies and keeps a block of
-outputs in vector registers for the whole sum over the K taps:
+im2col + GEMM writes a (N*OH*OW, K) copy of the input, K times its size, for a GEMM
+whose shape often suits the BLAS badly: a first layer (C = 3, 3x3: K = 27) gives each
+64-channel output row only 27 multiply-adds (the BLAS reaches about a quarter of its
+speed, benchmarks/RESULTS.md, W4), and VGG-16's 14x14x512 layers at batch 1 give it
+196 rows for 4608 x 512 weights.  A direct kernel reads the input where it lies and
+keeps a block of outputs in vector registers for the whole sum over the taps:
 
-    for each output row, 6 neighbouring output pixels p at a time, and each chunk of
-    CH = 64 (or 32, 16) output channels:
+    for each block of 6 output pixels p and each chunk of CH = 64 (or 32, 16) outputs:
         a_p = b[chunk]                                   # 6 accumulators of CH lanes
         for each tap (i, j, c):                          # K times
             wv  = w[i, j, c, chunk]                      # one vector load
@@ -20,9 +20,21 @@ outputs in vector registers for the whole sum over the K taps:
 
 With CH = 64 the 6 accumulators are 24 of the 32 AVX-512 registers; each tap costs one
 weight load and six broadcasts for 24 FMAs, so the loop runs near the core's FMA rate
-and writes each output once.  numba has no vector type, so ``ops.simd`` provides one
-(LLVM ``<CH x float>`` values); written as scalar loops, LLVM kept the accumulators in
-memory (benchmarks/RESULTS.md, seventh and eighth passes).
+(about 150 of the sgemm's 170 GFLOP/s per core here).  numba has no vector type, so
+``ops.simd`` provides one (LLVM ``<CH x float>`` values); written as scalar loops, LLVM
+kept the accumulators in memory (benchmarks/RESULTS.md, seventh and eighth passes).
+Two kernels run it:
+
+    rows   thin inputs (K <= MAX_TAPS): 6 neighbouring pixels of one output row, the
+           weights read in place (all of them fit in L1)
+    deep   wider ones: the weights of C_BLOCK input channels are first packed for the
+           thread's chunks ([chunk][i][j][c][CH], read from w row by row: w's own
+           layout puts a chunk's consecutive taps F floats apart, which maps them onto
+           a few cache sets); then every block of 6 pixels (any 6 of the flattened
+           N*OH*OW, each with its own input offset; a short last block repeats its
+           last pixel) adds those channels' taps to its sum, kept in ``out`` between
+           channel blocks.  The pool's threads take the 64-channel chunks when they
+           share out evenly (each chunk packed once), else bands of pixels.
 
 The weight gradient of a first layer (dW and db; no dX is needed) is direct too:
 ``direct_weight_grad`` sums 4 taps x a chunk of channels in registers over blocks of 32
@@ -32,9 +44,8 @@ CIFAR's conv1_1).  A backward that needs dX runs im2col's (``ops.conv``), whose 
 this forward returns.
 
 ``applies``: float32, groups 1, F a multiple of 16, numba installed and ``ops.jit``
-enabled; ``applies_well`` (the heuristic) adds K <= 32.  The weights are read from cache
-for every block of 6 pixels, which is why the rule stops at small K: beyond a few
-hundred taps an im2col or Winograd GEMM, which blocks the weights in cache, wins.
+enabled; ``applies_well`` (the heuristic, where im2col would otherwise run) adds enough
+work to pay for compiling the kernel: PARALLEL_FLOPS (thin), DEEP_FLOPS (deep).
 """
 
 from __future__ import annotations
@@ -47,7 +58,12 @@ from . import jit
 from .shape import conv_output_shape
 from .threads import bands, num_threads, run_blocks, run_reduce
 
-MAX_TAPS = 32       # applies_well: K = KH*KW*C at most this
+MAX_TAPS = 32       # K = KH*KW*C at most this: the "rows" kernel; beyond, "deep"
+C_BLOCK = 64        # deep: input channels packed and summed per pass over the pixels
+DEEP_FLOPS = 256 << 20      # applies_well: the deep kernel saves 20-30 % of im2col's time;
+#                             below this the second or two its compile takes (the digits
+#                             model's 19-MFLOP conv3: 9.0 -> 10.0 s in `convnet train`)
+#                             pays back only after many thousands of calls
 PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread: a pool round trip
 #                             (70-100 us, ops.threads) would cost more than it saves
 _built: dict = {}
@@ -61,14 +77,15 @@ def applies(w_shape, groups, dtype) -> bool:
 
 
 def applies_well(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> bool:
-    """Whether the heuristic should choose it: a thin input (K <= MAX_TAPS taps) and
-    enough work to pay for compiling the kernels (about a second per channel width,
-    once per process): at least PARALLEL_FLOPS."""
-    kh, kw, c, f = w_shape
-    if kh * kw * c > MAX_TAPS or not applies(w_shape, groups, dtype):
+    """Whether the direct kernels can run this conv and it has enough work to pay for
+    compiling them (0.5-2 s per kernel and channel width, once per process): at least
+    PARALLEL_FLOPS for the thin kernel, DEEP_FLOPS for the deep one."""
+    if not applies(w_shape, groups, dtype):
         return False
+    kh, kw, c, f = w_shape
     out_h, out_w = conv_output_shape(x_shape[1:3], w_shape[:2], stride, pads, dilation)
-    return 2 * x_shape[0] * out_h * out_w * kh * kw * c * f >= PARALLEL_FLOPS
+    least = PARALLEL_FLOPS if kh * kw * c <= MAX_TAPS else DEEP_FLOPS
+    return 2 * x_shape[0] * out_h * out_w * kh * kw * c * f >= least
 
 
 def _kernel(lanes: int):
@@ -85,7 +102,7 @@ def _kernel(lanes: int):
 def _build(lanes):
     from numba import njit
 
-    from .simd import vadd, vfma, vkeep, vload, vrelu, vsplat, vstore
+    from .simd import vadd, vbcast, vfma, vkeep, vload, vrelu, vsplat, vstore
 
     @njit(nogil=True, cache=False)
     def rows(xf, wf, b, of, relu, geo, n0, n1, r0, r1, f0):
@@ -195,7 +212,70 @@ def _build(lanes):
         o = taps * f + f0
         vstore(acc, o, vadd(vload(acc, o, lanes), db))
 
-    return rows, grads
+    @njit(nogil=True, cache=False)
+    def deep(xf, wf, b, of, relu, geo, f_lo, f_hi, m0, m1, pk):
+        """out pixels m0..m1 (flat over N, OH, OW), channels f_lo..f_hi (chunks of
+        lanes): per block of C_BLOCK input channels, their weights packed into ``pk``,
+        then added to every block of 6 pixels, held in registers."""
+        hp, wp, c, oh, ow, f = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+        kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+        bs = np.empty(6, np.int64)
+        for c0 in range(0, c, C_BLOCK):
+            cc = min(C_BLOCK, c - c0)
+            size = kh * kw * cc * lanes                 # pk: [chunk][i][j][c][lanes]
+            for i in range(kh):                         # (reading w's rows in order)
+                for j in range(kw):
+                    for ch in range(cc):
+                        src = ((i * kw + j) * c + c0 + ch) * f
+                        t = ((i * kw + j) * cc + ch) * lanes
+                        for f0 in range(f_lo, f_hi, lanes):
+                            vstore(pk, t, vload(wf, src + f0, lanes))
+                            t += size
+            for f0 in range(f_lo, f_hi, lanes):
+                wbase = (f0 - f_lo) // lanes * size
+                for p0 in range(m0, m1, 6):
+                    cnt = min(6, m1 - p0)
+                    for k in range(6):              # a short block repeats its last
+                        m = p0 + min(k, cnt - 1)
+                        n, r = m // (oh * ow), m % (oh * ow)
+                        bs[k] = ((n * hp + (r // ow) * sh) * wp + (r % ow) * sw) * c + c0
+                    b0, b1, b2, b3, b4, b5 = bs[0], bs[1], bs[2], bs[3], bs[4], bs[5]
+                    o0 = p0 * f + f0
+                    o1, o2 = o0 + min(1, cnt - 1) * f, o0 + min(2, cnt - 1) * f
+                    o3, o4 = o0 + min(3, cnt - 1) * f, o0 + min(4, cnt - 1) * f
+                    o5 = o0 + min(5, cnt - 1) * f
+                    if c0 == 0:
+                        a0 = vload(b, f0, lanes)
+                        a1, a2, a3, a4, a5 = a0, a0, a0, a0, a0
+                    else:                           # the sum so far, kept in out
+                        a0, a1 = vload(of, o0, lanes), vload(of, o1, lanes)
+                        a2, a3 = vload(of, o2, lanes), vload(of, o3, lanes)
+                        a4, a5 = vload(of, o4, lanes), vload(of, o5, lanes)
+                    t = wbase
+                    for i in range(kh):
+                        for j in range(kw):
+                            off = (i * dh * wp + j * dw) * c
+                            for ch in range(off, off + cc):
+                                wv = vload(pk, t, lanes)
+                                a0 = vfma(vbcast(xf, b0 + ch, lanes), wv, a0)
+                                a1 = vfma(vbcast(xf, b1 + ch, lanes), wv, a1)
+                                a2 = vfma(vbcast(xf, b2 + ch, lanes), wv, a2)
+                                a3 = vfma(vbcast(xf, b3 + ch, lanes), wv, a3)
+                                a4 = vfma(vbcast(xf, b4 + ch, lanes), wv, a4)
+                                a5 = vfma(vbcast(xf, b5 + ch, lanes), wv, a5)
+                                t += lanes
+                    if relu and c0 + cc >= c:
+                        a0, a1, a2 = vrelu(a0), vrelu(a1), vrelu(a2)
+                        a3, a4, a5 = vrelu(a3), vrelu(a4), vrelu(a5)
+                    # a short block stores its repeated pixel last, with its own value
+                    vstore(of, o5, a5)
+                    vstore(of, o4, a4)
+                    vstore(of, o3, a3)
+                    vstore(of, o2, a2)
+                    vstore(of, o1, a1)
+                    vstore(of, o0, a0)
+
+    return rows, grads, deep
 
 
 def _geometry(x_pad, w_shape, out_h, out_w, stride, dilation):
@@ -230,6 +310,10 @@ def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
     out = np.empty((n, out_h, out_w, f), np.float32)
     of = out.reshape(-1)
     geo = _geometry(x_pad, w.shape, out_h, out_w, stride, dilation)
+    flops = 2 * out.size * kh * kw * c
+    if kh * kw * c > MAX_TAPS:
+        _deep(xf, wf, bias, of, bool(relu), geo, w.shape, n * out_h * out_w, flops)
+        return out
     kernels = [(f0, _kernel(lanes)[0]) for f0, lanes in _chunks(f)]
     t = num_threads()
     if n >= t:                                   # whole images per thread
@@ -242,8 +326,34 @@ def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
         for f0, k in kernels:
             k(xf, wf, bias, of, bool(relu), geo, *blk, f0)
 
-    run_blocks(run, blocks, parallel=2 * out.size * kh * kw * c >= PARALLEL_FLOPS)
+    run_blocks(run, blocks, parallel=flops >= PARALLEL_FLOPS)
     return out
+
+
+def _deep(xf, wf, bias, of, relu, geo, w_shape, m, flops):
+    """The wide-input forward on the pool: the 64-channel chunks cut among the threads
+    when they share out evenly (each chunk's weights are then packed once), else the
+    output pixels cut into bands (each thread packs every chunk)."""
+    kh, kw, c, f = w_shape
+    chunks = _chunks(f)
+    t = num_threads() if flops >= PARALLEL_FLOPS else 1
+    wide = sum(1 for _, lanes in chunks if lanes == 64)
+    # (first channel, end, lanes) runs of equal-width chunks
+    runs = [(0, 64 * wide, 64)] if wide else []
+    runs += [(f0, f0 + lanes, lanes) for f0, lanes in chunks if lanes < 64]
+    if wide >= t and wide % t == 0:
+        blocks = [(64 * s.start, 64 * s.stop, 64, 0, m) for s in bands(wide, t)]
+        blocks += [(lo, hi, lanes, 0, m) for lo, hi, lanes in runs if lanes < 64]
+    else:
+        blocks = [(lo, hi, lanes, s.start, s.stop) for s in bands(m, min(m, t))
+                  for lo, hi, lanes in runs]
+
+    def run(blk):
+        lo, hi, lanes, m0, m1 = blk
+        pk = np.empty(kh * kw * min(c, C_BLOCK) * (hi - lo), np.float32)
+        _kernel(lanes)[2](xf, wf, bias, of, relu, geo, lo, hi, m0, m1, pk)
+
+    run_blocks(run, blocks, parallel=t > 1)
 
 
 def direct_weight_grad(x_pad, dout, w_shape, stride, dilation, relu_out=None):

@@ -12,6 +12,8 @@ instruction:
     vload(a, i, lanes)     a[i:i + lanes] of a 1-D float32 array, as a vector
     vstore(a, i, v)        a[i:i + lanes] = v
     vsplat(s, lanes)       s in every lane
+    vbcast(a, i, lanes)    a[i] in every lane (one broadcast load; like vload, no
+                           bounds check and no wraparound of a negative i)
     vfma(a, b, c)          a * b + c, fused (one rounding)
     vadd(a, b)             a + b
     vrelu(v)               0 where v < 0, else v (NaN stays NaN, as torch's ReLU)
@@ -99,6 +101,27 @@ def vstore(typingctx, arr, idx, v):
 
 
 @intrinsic
+def vbcast(typingctx, arr, idx, lanes):
+    _check_array(arr)
+    if _lanes(lanes) is None:
+        return None
+    vec = _VECS[_lanes(lanes)]
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        x = builder.load(builder.gep(data, [args[1]]), align=4)
+        return _splat(builder, x, vec.lanes)
+    return vec(arr, idx, lanes), codegen
+
+
+def _splat(builder, x, n):
+    one = builder.insert_element(ir.Constant(ir.VectorType(_F32, n), ir.Undefined), x,
+                                 ir.Constant(ir.IntType(32), 0))
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n)
+    return builder.shuffle_vector(one, ir.Constant(ir.VectorType(_F32, n), ir.Undefined), mask)
+
+
+@intrinsic
 def vsplat(typingctx, s, lanes):
     if not isinstance(s, types.Float):
         raise TypingError(f"simd: vsplat needs a float, got {s}")
@@ -110,12 +133,7 @@ def vsplat(typingctx, s, lanes):
         x = args[0]
         if x.type != _F32:
             x = builder.fptrunc(x, _F32)
-        n = vec.lanes
-        one = builder.insert_element(ir.Constant(ir.VectorType(_F32, n), ir.Undefined), x,
-                                     ir.Constant(ir.IntType(32), 0))
-        mask = ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n)
-        return builder.shuffle_vector(one, ir.Constant(ir.VectorType(_F32, n), ir.Undefined),
-                                      mask)
+        return _splat(builder, x, vec.lanes)
     return vec(s, lanes), codegen
 
 

@@ -43,6 +43,11 @@ CONFIGS = [
     ((2, 9, 11, 3), (3, 3, 3, 16), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),    # a first layer
     ((1, 10, 13, 2), (3, 2, 2, 48), (2, 1), ((1, 2), (0, 3)), (1, 2), 1),   # stride, dilation
     ((2, 7, 8, 1), (3, 3, 1, 112), (1, 1), ((0, 0), (2, 1)), (2, 1), 1),    # 64 + 32 + 16
+    # K > 32 (the "deep" direct kernel): 64 + 6 input channels (the sum kept in out
+    # between channel blocks), 64 + 32 + 16 chunks, blocks of 6 across rows and images;
+    # stride, dilation and asymmetric pads with two 64-channel chunks
+    ((2, 6, 7, 70), (3, 3, 70, 112), (1, 1), ((1, 1), (0, 2)), (1, 1), 1),
+    ((1, 9, 8, 20), (2, 3, 20, 128), (2, 1), ((1, 0), (1, 2)), (2, 1), 1),
 ]
 
 
@@ -157,7 +162,7 @@ def test_matches_torch(name, cfg, dtype, torch):
 
 # (Not the last three configs: they are for the float32 direct kernels, which float64
 # runs as im2col; their larger sums need a larger finite-difference step.)
-@pytest.mark.parametrize("cfg", CONFIGS[:3] + CONFIGS[5:10] + CONFIGS[11:12] + CONFIGS[13:-3],
+@pytest.mark.parametrize("cfg", CONFIGS[:3] + CONFIGS[5:10] + CONFIGS[11:12] + CONFIGS[13:-5],
                          ids=lambda c: f"{c[0]}-{c[1]}-s{c[2]}-g{c[5]}")
 @pytest.mark.parametrize("name", ALGOS)
 def test_finite_differences(name, cfg):
@@ -434,7 +439,9 @@ def test_heuristic_choices_are_cached_per_shape():
     first = ((64, 32, 32, 3), (3, 3, 3, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)  # conv1_1
     assert algo.choose(*first, np.float32) == ("direct" if jit.enabled() else "im2col")
     assert algo.choose(*first, np.float64) == "im2col"                     # float32 only
-    assert len(algo.cache_info()) == 9
+    conv5 = ((1, 14, 14, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    assert algo.choose(*conv5, np.float32) == ("direct" if jit.enabled() else "im2col")
+    assert len(algo.cache_info()) == 10
     algo.clear_cache()
     assert algo.cache_info() == {}
 

@@ -42,7 +42,7 @@ def loops(x, w, b, stride, pads, dil, relu):
 def test_vector_ops_match_numpy_lane_by_lane(lanes):
     from numba import njit
 
-    from convnet.ops.simd import vadd, vfma, vload, vrelu, vsplat, vstore
+    from convnet.ops.simd import vadd, vbcast, vfma, vload, vrelu, vsplat, vstore
 
     @njit
     def kernel(a, b, c, s, out):
@@ -51,17 +51,19 @@ def test_vector_ops_match_numpy_lane_by_lane(lanes):
             vstore(out[0], i, fma)
             vstore(out[1], i, vrelu(vload(a, i, lanes)))
             vstore(out[2], i, vadd(vload(a, i, lanes), vsplat(s, lanes)))
+            vstore(out[3], i, vbcast(b, i // lanes + 1, lanes))
 
     rng = np.random.default_rng(0)
     a, b, c = (rng.standard_normal(3 * lanes).astype(np.float32) for _ in range(3))
     a[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1e-30]
-    out = np.empty((3, 3 * lanes), np.float32)
+    out = np.empty((4, 3 * lanes), np.float32)
     kernel(a, b, c, 1.5, out)
     want = (a.astype(np.float64) * b + c).astype(np.float32)             # one rounding
     np.testing.assert_array_equal(out[0], want)
     np.testing.assert_array_equal(out[1], np.where(a < 0, np.float32(0), a))  # NaN stays
     assert np.isnan(out[1][0]) and np.signbit(out[1][1]) and out[1][5] == 0
     np.testing.assert_array_equal(out[2], a + np.float32(1.5))
+    np.testing.assert_array_equal(out[3], np.repeat(b[1:4], lanes))    # b[1], b[2], b[3]
 
 
 def test_vector_width_must_be_a_supported_constant():
@@ -88,9 +90,12 @@ def test_vector_width_must_be_a_supported_constant():
 # ---- ops.direct -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(1, 23, 17, 3, 48), (5, 9, 14, 2, 64), (3, 6, 5, 1, 96)],
-                         ids=["row-bands", "image-bands", "fewer-images-than-threads"])
-def test_blocks_on_one_or_two_threads_are_bitwise_the_same(shape, threads):
+@pytest.mark.parametrize("shape", [(1, 23, 17, 3, 48), (5, 9, 14, 2, 64), (3, 6, 5, 1, 96),
+                                   (1, 10, 9, 70, 128), (2, 7, 6, 40, 112)],
+                         ids=["row-bands", "image-bands", "fewer-images-than-threads",
+                              "deep-chunks", "deep-pixel-bands"])
+def test_blocks_on_one_or_two_threads_are_bitwise_the_same(shape, threads, monkeypatch):
+    monkeypatch.setattr(direct, "PARALLEL_FLOPS", 1)              # blocks on the pool
     n, h, wd, c, f = shape
     rng = np.random.default_rng(3)
     x = rng.standard_normal((n, h, wd, c)).astype(np.float32)
@@ -163,13 +168,31 @@ def test_forward_rejects_what_it_cannot_run():
     #                                                        MFLOP, less than it costs to compile
     ((64, 32, 32, 3), (3, 3, 3, 64), np.float64, False),   # float32 kernels only
     ((64, 32, 32, 3), (3, 3, 3, 24), np.float32, False),   # F not a multiple of 16
-    ((64, 32, 32, 4), (3, 3, 4, 64), np.float32, False),   # K = 36: the GEMMs keep it
-    ((8, 32, 32, 3), (7, 7, 3, 64), np.float32, False),    # K = 147
+    ((64, 32, 32, 4), (3, 3, 4, 64), np.float32, True),    # K = 36, the deep kernel: 302
+    #                                                        MFLOP (DEEP_FLOPS is 268)
+    ((8, 32, 32, 3), (7, 7, 3, 64), np.float32, False),    # K = 147: 124 MFLOP
+    ((1, 14, 14, 512), (3, 3, 512, 512), np.float32, True),  # VGG's conv5 at batch 1
+    ((32, 4, 4, 32), (3, 3, 32, 64), np.float32, False),   # the digits model's conv3: 19
 ])
-def test_heuristic_takes_large_enough_thin_inputs_only(x_shape, w_shape, dtype, expected):
+def test_applies_well_to_large_enough_float32_convs(x_shape, w_shape, dtype, expected):
     args = (x_shape, w_shape, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, dtype)
     assert direct.applies_well(*args) is expected
-    assert (algo.heuristic(*args) == "direct") is expected
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, expected", [
+    ((1, 224, 224, 3), (3, 3, 3, 64), 1, "direct"),        # thin: im2col's place
+    ((1, 14, 14, 512), (3, 3, 512, 512), 1, "direct"),     # 0.4 pixels per channel
+    ((1, 27, 27, 96), (5, 5, 96, 256), 1, "direct"),       # AlexNet's conv2: no Winograd
+    ((8, 28, 28, 128), (3, 3, 128, 256), 2, "direct"),     # strided
+    ((1, 28, 28, 256), (3, 3, 256, 512), 1, "winograd4"),  # Winograd's place stays its own
+    ((1, 14, 14, 512), (1, 1, 512, 512), 1, "gemm1x1"),
+])
+def test_heuristic_gives_direct_im2col_s_place(x_shape, w_shape, stride, expected):
+    args = (x_shape, w_shape, (stride, stride), ((1, 1), (1, 1)), (1, 1), 1, np.float32)
+    if w_shape[0] == 1:
+        args = args[:3] + (((0, 0), (0, 0)),) + args[4:]
+    want = expected if expected != "direct" or jit.enabled() else "im2col"
+    assert algo.heuristic(*args) == want
 
 
 # ---- the weight gradient (a first layer: no dx) ------------------------------------
