@@ -124,12 +124,12 @@ def _build(lanes):
                             for ch in range(c):
                                 wv = vload(wf, t, lanes)
                                 p = base + ch
-                                a0 = vfma(vsplat(xf[p], lanes), wv, a0)
-                                a1 = vfma(vsplat(xf[p + step], lanes), wv, a1)
-                                a2 = vfma(vsplat(xf[p + 2 * step], lanes), wv, a2)
-                                a3 = vfma(vsplat(xf[p + 3 * step], lanes), wv, a3)
-                                a4 = vfma(vsplat(xf[p + 4 * step], lanes), wv, a4)
-                                a5 = vfma(vsplat(xf[p + 5 * step], lanes), wv, a5)
+                                a0 = vfma(vbcast(xf, p, lanes), wv, a0)
+                                a1 = vfma(vbcast(xf, p + step, lanes), wv, a1)
+                                a2 = vfma(vbcast(xf, p + 2 * step, lanes), wv, a2)
+                                a3 = vfma(vbcast(xf, p + 3 * step, lanes), wv, a3)
+                                a4 = vfma(vbcast(xf, p + 4 * step, lanes), wv, a4)
+                                a5 = vfma(vbcast(xf, p + 5 * step, lanes), wv, a5)
                                 t += f
                     if relu:
                         a0, a1, a2 = vrelu(a0), vrelu(a1), vrelu(a2)
@@ -150,7 +150,7 @@ def _build(lanes):
                         for j in range(kw):
                             base = row + j * dw * c
                             for ch in range(c):
-                                a0 = vfma(vsplat(xf[base + ch], lanes), vload(wf, t, lanes), a0)
+                                a0 = vfma(vbcast(xf, base + ch, lanes), vload(wf, t, lanes), a0)
                                 t += f
                     if relu:
                         a0 = vrelu(a0)
@@ -193,10 +193,10 @@ def _build(lanes):
                 for p in range(e - s):
                     g = vload(gbuf, p * lanes, lanes)
                     b = base[p]
-                    a0 = vfma(vsplat(xf[b + o0], lanes), g, a0)
-                    a1 = vfma(vsplat(xf[b + o1], lanes), g, a1)
-                    a2 = vfma(vsplat(xf[b + o2], lanes), g, a2)
-                    a3 = vfma(vsplat(xf[b + o3], lanes), g, a3)
+                    a0 = vfma(vbcast(xf, b + o0, lanes), g, a0)
+                    a1 = vfma(vbcast(xf, b + o1, lanes), g, a1)
+                    a2 = vfma(vbcast(xf, b + o2, lanes), g, a2)
+                    a3 = vfma(vbcast(xf, b + o3, lanes), g, a3)
                 for q, a in ((0, a0), (1, a1), (2, a2), (3, a3)):
                     o = (t + q) * f + f0
                     vstore(acc, o, vadd(vload(acc, o, lanes), a))
