@@ -219,7 +219,10 @@ def _build(lanes):
         then added to every block of 6 pixels, held in registers."""
         hp, wp, c, oh, ow, f = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
         kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
-        bs = np.empty(6, np.int64)
+        base = np.empty(m1 - m0, np.int64)             # each pixel's first input
+        for m in range(m0, m1):
+            n, r = m // (oh * ow), m % (oh * ow)
+            base[m - m0] = ((n * hp + (r // ow) * sh) * wp + (r % ow) * sw) * c
         for c0 in range(0, c, C_BLOCK):
             cc = min(C_BLOCK, c - c0)
             size = kh * kw * cc * lanes                 # pk: [chunk][i][j][c][lanes]
@@ -235,11 +238,10 @@ def _build(lanes):
                 wbase = (f0 - f_lo) // lanes * size
                 for p0 in range(m0, m1, 6):
                     cnt = min(6, m1 - p0)
-                    for k in range(6):              # a short block repeats its last
-                        m = p0 + min(k, cnt - 1)
-                        n, r = m // (oh * ow), m % (oh * ow)
-                        bs[k] = ((n * hp + (r // ow) * sh) * wp + (r % ow) * sw) * c + c0
-                    b0, b1, b2, b3, b4, b5 = bs[0], bs[1], bs[2], bs[3], bs[4], bs[5]
+                    q = p0 - m0                     # a short block repeats its last
+                    b0, b1 = base[q] + c0, base[q + min(1, cnt - 1)] + c0
+                    b2, b3 = base[q + min(2, cnt - 1)] + c0, base[q + min(3, cnt - 1)] + c0
+                    b4, b5 = base[q + min(4, cnt - 1)] + c0, base[q + min(5, cnt - 1)] + c0
                     o0 = p0 * f + f0
                     o1, o2 = o0 + min(1, cnt - 1) * f, o0 + min(2, cnt - 1) * f
                     o3, o4 = o0 + min(3, cnt - 1) * f, o0 + min(4, cnt - 1) * f
