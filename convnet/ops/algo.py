@@ -8,7 +8,8 @@ Algorithms (see ``ops.im2col`` and ``ops.winograd``):
     "toeplitz"   row lowering + banded weight GEMM (``ops.toeplitz``): groups 1; chosen
                  for thin, narrow inputs (LeNet's layers)
     "direct"     direct conv in vector-register blocks (``ops.direct``): float32, groups 1,
-                 F a multiple of 16, numba installed; chosen for thin inputs (first layers)
+                 F a multiple of 16, numba installed; chosen where im2col would run and
+                 the conv is large enough to pay for compiling it
 
 ``choose`` looks the shape up in a cache; on a miss it asks ``heuristic`` (rules
 fitted to measurements on a 2-core AVX-512 Xeon, see benchmarks/RESULTS.md) or, under

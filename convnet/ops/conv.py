@@ -17,8 +17,8 @@ the choice, so ``conv2d_backward`` runs the matching backward:
     gemm1x1    1x1 kernels: one GEMM on the (N*H*W, C) pixel matrix
     winograd2  Winograd F(2x2,3x3), winograd4  F(4x4,3x3) (``ops.winograd``)
     toeplitz   row lowering + banded weight GEMM, for thin inputs (``ops.toeplitz``)
-    direct     direct conv in vector-register blocks, for thin inputs (``ops.direct``);
-               dW direct when no dX is needed, else im2col's backward
+    direct     direct conv in vector-register blocks (``ops.direct``), where im2col
+               would run; dW direct when no dX is needed, else im2col's backward
 Every algorithm computes in the inputs' dtype (float32 stays float32).
 """
 
