@@ -67,6 +67,14 @@ def _check_array(ty):
         raise TypingError(f"simd: expected a 1-D float32 array, got {ty}")
 
 
+def _array_vec(arr, lanes):
+    """Typing of an (array, index, lanes) intrinsic: the vector type, or None to retry
+    with a literal lane count."""
+    _check_array(arr)
+    lanes = _lanes(lanes)
+    return None if lanes is None else _VECS[lanes]
+
+
 def _address(context, builder, arrty, arr, idx, vt):
     data = context.make_array(arrty)(context, builder, arr).data
     return builder.bitcast(builder.gep(data, [idx]), vt.as_pointer())
@@ -74,10 +82,9 @@ def _address(context, builder, arrty, arr, idx, vt):
 
 @intrinsic
 def vload(typingctx, arr, idx, lanes):
-    _check_array(arr)
-    if _lanes(lanes) is None:
+    vec = _array_vec(arr, lanes)
+    if vec is None:
         return None
-    vec = _VECS[_lanes(lanes)]
 
     def codegen(context, builder, sig, args):
         vt = ir.VectorType(_F32, vec.lanes)
@@ -102,10 +109,9 @@ def vstore(typingctx, arr, idx, v):
 
 @intrinsic
 def vbcast(typingctx, arr, idx, lanes):
-    _check_array(arr)
-    if _lanes(lanes) is None:
+    vec = _array_vec(arr, lanes)
+    if vec is None:
         return None
-    vec = _VECS[_lanes(lanes)]
 
     def codegen(context, builder, sig, args):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
