@@ -117,8 +117,8 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
     # Where im2col's GEMM would run, the direct kernels (float32, numba) run the forward
     # faster: 2-3x on the 3-channel first layers (VGG's and CIFAR's conv1_1), 1.0-2.4x on
     # wide ones (VGG's 14x14x512 at batch 1, AlexNet's, strided convs); benchmarks/
-    # RESULTS.md, ninth and tenth passes.  The backward is im2col's either way, but a
-    # first layer's (no dX) weight gradient, which is direct too.
+    # RESULTS.md, ninth and tenth passes.  The backward is im2col's either way, except
+    # a first layer's weight gradient (no dX needed), which is direct too.
     from . import direct
     gemm = "direct" if dtype is not None and direct.applies_well(
         x_shape, w_shape, stride, pads, dilation, groups, dtype) else "im2col"
