@@ -207,7 +207,7 @@ def _direct_forward(x, w, b, stride, pads, dilation, groups, relu=False):
 
 def _direct_backward(dout, cache, need, relu_out=None):
     x, _, w, stride, pads, dilation, groups, has_bias = cache
-    if (need[0] or not need[1]
+    if (need[0] or not need[1] or not direct.weight_grad_pays(w.shape)
             or not direct.applies(w.shape, groups, np.result_type(x.dtype, dout.dtype))):
         return _im2col_backward(dout, cache, need, relu_out)
     dw, db = direct.direct_weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation,

@@ -36,12 +36,12 @@ Two kernels run it:
            channel blocks.  The pool's threads take the 64-channel chunks when they
            share out evenly (each chunk packed once), else bands of pixels.
 
-The weight gradient of a first layer (dW and db; no dX is needed) is direct too:
-``direct_weight_grad`` sums 4 taps x a chunk of channels in registers over blocks of 32
-output pixels, masking dout by the fused ReLU's output on the way (im2col builds the
-(N*OH*OW, K) columns and a masked copy of dout for one GEMM: 2-3x slower on VGG's and
-CIFAR's conv1_1).  A backward that needs dX runs im2col's (``ops.conv``), whose cache
-this forward returns.
+The weight gradient of a first layer (dW and db; no dX is needed) is direct too, when
+its accumulator is small (``weight_grad_pays``): ``direct_weight_grad`` sums 4 taps x a
+chunk of channels in registers over blocks of G_BLOCK output pixels, masking dout by the
+fused ReLU's output on the way (im2col builds the (N*OH*OW, K) columns and a masked copy
+of dout for one GEMM: 2-3x slower on VGG's and CIFAR's conv1_1).  A backward that needs
+dX runs im2col's (``ops.conv``), whose cache this forward returns.
 
 ``applies``: float32, groups 1, F a multiple of 16, numba installed and ``ops.jit``
 enabled; ``applies_well`` (the heuristic, where im2col would otherwise run) adds enough
@@ -64,6 +64,14 @@ DEEP_FLOPS = 256 << 20      # applies_well: the deep kernel saves 20-30 % of im2
 #                             below this the second or two its compile takes (the digits
 #                             model's 19-MFLOP conv3: 9.0 -> 10.0 s in `convnet train`)
 #                             pays back only after many thousands of calls
+G_BLOCK = 128               # weight gradient: output pixels per block (their masked dout,
+#                             128 x 64 lanes, is 32 KB: it stays in L1 while every tap
+#                             group sums over it); 32 made 1.1-1.4x more passes over the
+#                             accumulator, 256 overflowed L1
+DW_ACC_BYTES = 4 << 20      # the direct weight gradient keeps a (K + 1) x F accumulator per
+#                             thread, zeroed and summed every call; above this the
+#                             BLAS's GEMM wins (VGG's 14x14x512 at batch 1, 9.4 MB:
+#                             4.9 ms against im2col's 3.5)
 PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread: a pool round trip
 #                             (70-100 us, ops.threads) would cost more than it saves
 _built: dict = {}
@@ -86,6 +94,13 @@ def applies_well(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> boo
     out_h, out_w = conv_output_shape(x_shape[1:3], w_shape[:2], stride, pads, dilation)
     least = PARALLEL_FLOPS if kh * kw * c <= MAX_TAPS else DEEP_FLOPS
     return 2 * x_shape[0] * out_h * out_w * kh * kw * c * f >= least
+
+
+def weight_grad_pays(w_shape) -> bool:
+    """Whether ``direct_weight_grad`` beats im2col's GEMM: its per-thread accumulator,
+    (K + 1) x F floats, at most DW_ACC_BYTES."""
+    kh, kw, c, f = w_shape
+    return (kh * kw * c + 1) * f * 4 <= DW_ACC_BYTES
 
 
 def _kernel(lanes: int):
@@ -171,11 +186,11 @@ def _build(lanes):
                 for ch in range(c):
                     toff[t] = (i * dh * wp + j * dw) * c + ch
                     t += 1
-        gbuf = np.empty(32 * lanes, np.float32)
-        base = np.empty(32, np.int64)
+        gbuf = np.empty(G_BLOCK * lanes, np.float32)
+        base = np.empty(G_BLOCK, np.int64)
         db = vsplat(0.0, lanes)
-        for s in range(m0, m1, 32):
-            e = min(s + 32, m1)
+        for s in range(m0, m1, G_BLOCK):
+            e = min(s + G_BLOCK, m1)
             for p in range(e - s):                      # the chunk's masked gradient
                 m = s + p
                 n, r = m // (oh * ow), m % (oh * ow)
@@ -363,7 +378,7 @@ def direct_weight_grad(x_pad, dout, w_shape, stride, dilation, relu_out=None):
     input and dout (N, OH, OW, F), masked where ``relu_out`` is 0 (the fused ReLU).
 
     Per block of output pixels, 4 taps x a chunk of channels are summed in registers
-    over 32 pixels at a time; each pool thread takes a band of the pixels and the
+    over G_BLOCK pixels at a time; each pool thread takes a band of the pixels and the
     partial sums are added in band order (``run_reduce``: the same bits on every run)."""
     n, out_h, out_w, f = dout.shape
     kh, kw, c, _ = w_shape

@@ -253,6 +253,33 @@ def test_weight_grad_matches_torch_with_and_without_the_relu(cfg, relu, threads,
                                    err_msg=label)
 
 
+@pytest.mark.parametrize("budget, direct_runs", [(1 << 30, True), (1000, False)])
+def test_weight_grad_goes_to_im2col_above_its_accumulator_budget(budget, direct_runs,
+                                                                 monkeypatch):
+    from convnet.ops.conv import conv2d_relu_backward, conv2d_relu_forward
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)          # 28 x 16 x 4 bytes
+    b = rng.standard_normal(16).astype(np.float32)
+    args = (x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    with algo.force("im2col"):
+        out, cache = conv2d_relu_forward(*args)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        _, want_w, want_b = conv2d_relu_backward(dout, cache, (False, True, True))
+    calls = []
+    real = direct.direct_weight_grad
+    monkeypatch.setattr(direct, "DW_ACC_BYTES", budget)
+    monkeypatch.setattr(direct, "direct_weight_grad",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    with algo.force("direct"):
+        out, cache = conv2d_relu_forward(*args)
+    _, dw, db = conv2d_relu_backward(dout, cache, (False, True, True))
+    assert bool(calls) is direct_runs
+    np.testing.assert_allclose(dw, want_w, rtol=1e-5, atol=1e-5 * np.abs(want_w).max())
+    np.testing.assert_allclose(db, want_b, rtol=1e-5, atol=1e-5 * np.abs(want_b).max())
+
+
 def test_weight_grad_passes_nan_gradients_of_open_relus_only():
     """The fused ReLU's mask is bit-exact: a closed output's inf or NaN gradient is
     dropped (torch's rule), an open one's reaches dW and db."""
