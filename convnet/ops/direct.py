@@ -66,8 +66,8 @@ DEEP_FLOPS = 256 << 20      # applies_well: the deep kernel saves 20-30 % of im2
 #                             pays back only after many thousands of calls
 G_BLOCK = 128               # weight gradient: output pixels per block (their masked dout,
 #                             128 x 64 lanes, is 32 KB: it stays in L1 while every tap
-#                             group sums over it); 32 made 1.1-1.4x more passes over the
-#                             accumulator, 256 overflowed L1
+#                             group sums over it); with 32, four times the passes over the
+#                             accumulator made it 1.05-1.4x slower; 256 overflowed L1
 DW_ACC_BYTES = 4 << 20      # the direct weight gradient keeps a (K + 1) x F accumulator per
 #                             thread, zeroed and summed every call; above this the
 #                             BLAS's GEMM wins (VGG's 14x14x512 at batch 1, 9.4 MB:
