@@ -10,6 +10,9 @@ Algorithms (see ``ops.im2col`` and ``ops.winograd``):
     "direct"     direct conv in vector-register blocks (``ops.direct``): float32, groups 1,
                  F a multiple of 16, numba installed; chosen where im2col would run and
                  the conv is large enough to pay for compiling it
+    "narrow"     direct conv with the ReLU and max pool fused, forward and backward
+                 (``ops.narrow``): float32, groups 1, numba installed; chosen where the
+                 banded GEMM would run
 
 ``choose`` looks the shape up in a cache; on a miss it asks ``heuristic`` (rules
 fitted to measurements on a 2-core AVX-512 Xeon, see benchmarks/RESULTS.md) or, under
@@ -25,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz", "direct")
+ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz", "direct", "narrow")
 
 _local = threading.local()
 _cache: dict = {}
@@ -98,6 +101,9 @@ def applicable(name, x_shape, w_shape, stride, pads, dilation, groups, dtype=Non
     if name == "direct":
         from .direct import applies
         return dtype is not None and applies(w_shape, groups, dtype)
+    if name == "narrow":
+        from .narrow import applies
+        return dtype is not None and applies(groups, dtype)
     raise ValueError(f"unknown conv algorithm {name!r}")
 
 
@@ -113,7 +119,11 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
     if groups == 1:
         from .toeplitz import applies_well
         if applies_well(x_shape, w_shape, stride, pads, dilation, groups):
-            return "toeplitz"
+            # The narrow kernels run these layers (LeNet's) 2-3x faster, forward and
+            # backward, where numba is installed (benchmarks/RESULTS.md, eleventh pass).
+            narrow = applicable("narrow", x_shape, w_shape, stride, pads, dilation, groups,
+                                dtype)
+            return "narrow" if narrow else "toeplitz"
     # Where im2col's GEMM would run, the direct kernels (float32, numba) run the forward
     # faster: 2-3x on the 3-channel first layers (VGG's and CIFAR's conv1_1), 1.0-2.4x on
     # wide ones (VGG's 14x14x512 at batch 1, AlexNet's, strided convs); benchmarks/
@@ -163,8 +173,8 @@ def choose(x_shape, w_shape, stride, pads, dilation, groups, dtype, timer=None) 
                                   groups, dtype) else "im2col"
     key = shape_key(x_shape, w_shape, stride, pads, dilation, groups, dtype)
     name = _cache.get(key)
-    if name == "direct" and not applicable(name, x_shape, w_shape, stride, pads, dilation,
-                                           groups, dtype):
+    if name in ("direct", "narrow") and not applicable(name, x_shape, w_shape, stride, pads,
+                                                       dilation, groups, dtype):
         name = None                    # ops.jit was turned off after the choice was cached
     if name is None:
         cands = candidates(x_shape, w_shape, stride, pads, dilation, groups, dtype)

@@ -19,6 +19,8 @@ the choice, so ``conv2d_backward`` runs the matching backward:
     toeplitz   row lowering + banded weight GEMM, for thin inputs (``ops.toeplitz``)
     direct     direct conv in vector-register blocks (``ops.direct``), where im2col
                would run; dW direct when no dX is needed, else im2col's backward
+    narrow     direct conv + ReLU + max pool for narrow layers, forward and backward
+               (``ops.narrow``), where the banded GEMM would run
 Every algorithm computes in the inputs' dtype (float32 stays float32).
 """
 
@@ -28,7 +30,7 @@ import time
 
 import numpy as np
 
-from . import algo, direct, threads, toeplitz, winograd
+from . import algo, direct, narrow, threads, toeplitz, winograd
 from .activation import relu_backward
 from .im2col import (
     bias_grad,
@@ -183,18 +185,23 @@ def _winograd_forward(m):
     return forward
 
 
-def _toeplitz_forward(x, w, b, stride, pads, dilation, groups, relu=False, pool=None):
-    x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
-    out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
-    out, inner = toeplitz.toeplitz_forward(x_pad, w, b, stride, dilation, out_h, out_w,
-                                           relu, pool)
-    return out, (inner, pads)
+def _on_padded(forward):
+    """An algorithm's forward from one over the padded input (``toeplitz``, ``narrow``)."""
+    def run(x, w, b, stride, pads, dilation, groups, relu=False, pool=None):
+        x_pad = pad_nhwc(x, pads)                                  # (N, Hp, Wp, C)
+        out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
+        out, inner = forward(x_pad, w, b, stride, dilation, out_h, out_w, relu, pool)
+        return out, (inner, pads)
+    return run
 
 
-def _toeplitz_backward(dout, cache, need, relu_out=None):
-    inner, pads = cache
-    dx_pad, dw, db = toeplitz.toeplitz_backward(dout, inner, need, relu_out)
-    return (None if dx_pad is None else unpad_nhwc(dx_pad, pads)), dw, db
+def _unpadding(backward):
+    """The matching backward: its gradient on the padded input cropped to the input's."""
+    def run(dout, cache, need, relu_out=None):
+        inner, pads = cache
+        dx_pad, dw, db = backward(dout, inner, need, relu_out)
+        return (None if dx_pad is None else unpad_nhwc(dx_pad, pads)), dw, db
+    return run
 
 
 def _direct_forward(x, w, b, stride, pads, dilation, groups, relu=False):
@@ -217,10 +224,12 @@ def _direct_backward(dout, cache, need, relu_out=None):
 
 _FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
             "winograd2": _winograd_forward(2), "winograd4": _winograd_forward(4),
-            "toeplitz": _toeplitz_forward, "direct": _direct_forward}
+            "toeplitz": _on_padded(toeplitz.toeplitz_forward), "direct": _direct_forward,
+            "narrow": _on_padded(narrow.narrow_forward)}
 _BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
              "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward,
-             "toeplitz": _toeplitz_backward, "direct": _direct_backward}
+             "toeplitz": _unpadding(toeplitz.toeplitz_backward), "direct": _direct_backward,
+             "narrow": _unpadding(narrow.narrow_backward)}
 
 
 def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:
@@ -241,9 +250,9 @@ def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:
 def pools_in_blocks(name: str, pool) -> bool:
     """Whether algorithm ``name`` can max-pool its blocks of conv + ReLU output in cache
     in non-overlapping ``pool`` = (PH, PW) windows (``conv2d_forward(pool=)``): the
-    banded GEMM always, Winograd when PH divides its tile."""
+    banded GEMM and the narrow kernels always, Winograd when PH divides its tile."""
     m = {"winograd2": 2, "winograd4": 4}.get(name)
-    return name == "toeplitz" or (m is not None and m % pool[0] == 0)
+    return name in ("toeplitz", "narrow") or (m is not None and m % pool[0] == 0)
 
 
 def conv2d_forward(x, w, b, stride, pads, dilation, groups=1, relu=False, pool=None):

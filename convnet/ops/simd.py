@@ -4,13 +4,16 @@ numba's loops are vectorised by LLVM when it can prove the loop safe, but a kern
 keeps a block of outputs in vector registers across a long reduction -- the register
 blocking every fast conv and GEMM microkernel is built on -- cannot be written as
 scalar loops: LLVM keeps scalars, and numba has no vector type.  This module adds one:
-``Vec(lanes)`` is an LLVM ``<lanes x float>`` value (lanes 16, 32 or 64: one to four
-AVX-512 registers, or twice as many AVX2 ones; LLVM splits a wide vector into the
-machine's registers), with the few operations the kernels need, each one LLVM
+``Vec(lanes)`` is an LLVM ``<lanes x float>`` value (lanes 8, 16, 32 or 64: half of one
+AVX-512 register to four of them, or one to eight AVX2 ones; LLVM splits a wide vector
+into the machine's registers), with the few operations the kernels need, each one LLVM
 instruction:
 
     vload(a, i, lanes)     a[i:i + lanes] of a 1-D float32 array, as a vector
     vstore(a, i, v)        a[i:i + lanes] = v
+    vload_n(a, i, lanes, n)  a[i:i + n] in the first n lanes, 0 in the others (0 <= n <=
+                           lanes, any run-time value; lanes from n on are not read)
+    vstore_n(a, i, v, n)   a[i:i + n] = the first n lanes of v (nothing else written)
     vsplat(s, lanes)       s in every lane
     vbcast(a, i, lanes)    a[i] in every lane (one broadcast load; like vload, no
                            bounds check and no wraparound of a negative i)
@@ -19,6 +22,8 @@ instruction:
     vrelu(v)               0 where v < 0, else v (NaN stays NaN, as torch's ReLU)
     vkeep(g, k)            g where k != 0 (NaN included), else +0: a ReLU's backward
                            mask, bit-exact (``activation.relu_mask``'s rule)
+    vpick(u, v, a, b)      a where u > v or u is NaN, else b: one step of a max pool's
+                           scan (torch's rule: a NaN wins, the first of equal maxima stays)
 
 ``lanes`` must be a compile-time constant (a literal or a global of the kernel).  The
 loads and stores do not check bounds: the kernels index inside arrays they sized.
@@ -50,7 +55,7 @@ class _VecModel(models.PrimitiveModel):
         super().__init__(dmm, fe_type, ir.VectorType(_F32, fe_type.lanes))
 
 
-_VECS = {n: Vec(n) for n in (16, 32, 64)}
+_VECS = {n: Vec(n) for n in (8, 16, 32, 64)}
 
 
 def _lanes(ty):
@@ -58,7 +63,7 @@ def _lanes(ty):
     if not isinstance(ty, types.IntegerLiteral):
         return None
     if ty.literal_value not in _VECS:
-        raise TypingError(f"simd: lanes must be 16, 32 or 64, got {ty.literal_value}")
+        raise TypingError(f"simd: lanes must be 8, 16, 32 or 64, got {ty.literal_value}")
     return ty.literal_value
 
 
@@ -105,6 +110,67 @@ def vstore(typingctx, arr, idx, v):
                       align=4)
         return context.get_dummy_value()
     return types.void(arr, idx, v), codegen
+
+
+def _mask(builder, count, lanes):
+    """<lanes x i1>: lane l is on iff l < count (a run-time integer)."""
+    i64 = ir.IntType(64)
+    n = builder.sext(count, i64) if count.type.width < 64 else count
+    splat = _splat_int(builder, n, lanes)
+    return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, lanes), list(range(lanes))),
+                               splat)
+
+
+def _splat_int(builder, x, n):
+    vt = ir.VectorType(x.type, n)
+    one = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), n), [0] * n))
+
+
+def _check_count(ty):
+    if not isinstance(ty, types.Integer):
+        raise TypingError(f"simd: the lane count n must be an integer, got {ty}")
+
+
+@intrinsic
+def vload_n(typingctx, arr, idx, lanes, count):
+    vec = _array_vec(arr, lanes)
+    if vec is None:
+        return None
+    _check_count(count)
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_F32, vec.lanes)
+        ptr = _address(context, builder, sig.args[0], args[0], args[1], vt)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vt, [ptr.type, ir.IntType(32),
+                                                 ir.VectorType(ir.IntType(1), vec.lanes), vt]),
+            f"llvm.masked.load.v{vec.lanes}f32.p0")
+        zero = ir.Constant(vt, [0.0] * vec.lanes)
+        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), 4),
+                                 _mask(builder, args[3], vec.lanes), zero])
+    return vec(arr, idx, lanes, count), codegen
+
+
+@intrinsic
+def vstore_n(typingctx, arr, idx, v, count):
+    _check_array(arr)
+    if not isinstance(v, Vec):
+        raise TypingError(f"simd: vstore_n needs a vector, got {v}")
+    _check_count(count)
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_F32, v.lanes)
+        ptr = _address(context, builder, sig.args[0], args[0], args[1], vt)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [vt, ptr.type, ir.IntType(32),
+                                                            ir.VectorType(ir.IntType(1), v.lanes)]),
+            f"llvm.masked.store.v{v.lanes}f32.p0")
+        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), 4),
+                          _mask(builder, args[3], v.lanes)])
+        return context.get_dummy_value()
+    return types.void(arr, idx, v, count), codegen
 
 
 @intrinsic
@@ -188,3 +254,14 @@ def vkeep(typingctx, g, k):
         zero = ir.Constant(ir.VectorType(_F32, vec.lanes), [0.0] * vec.lanes)
         return builder.select(builder.fcmp_unordered("!=", args[1], zero), args[0], zero)
     return vec(g, k), codegen
+
+
+@intrinsic
+def vpick(typingctx, u, v, a, b):
+    vec = _same(u, v, a, b)
+
+    def codegen(context, builder, sig, args):
+        new = builder.or_(builder.fcmp_ordered(">", args[0], args[1]),
+                          builder.fcmp_unordered("uno", args[0], args[0]))
+        return builder.select(new, args[2], args[3])
+    return vec(u, v, a, b), codegen

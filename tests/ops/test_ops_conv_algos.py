@@ -1,4 +1,4 @@
-"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4, toeplitz, direct), forced
+"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4, toeplitz, direct, narrow), forced
 in turn through the same oracle tests: a loop reference written here, torch, and float64
 finite differences, always with random upstream gradients.  Plus Winograd's float32 error
 against a float64 direct conv, the blocked/threaded paths, and the algorithm cache."""
@@ -59,6 +59,9 @@ def expected_algo(name, xs, ws, stride, pads, dil, groups, dtype=np.float32):
     name = base_algo(name)
     if name == "direct":           # float32, F a multiple of 16, numba (ops.direct)
         ok = groups == 1 and ws[3] % 16 == 0 and dtype == np.float32 and jit.enabled()
+        return name if ok else "im2col"
+    if name == "narrow":           # float32, groups 1, numba (ops.narrow)
+        ok = groups == 1 and dtype == np.float32 and jit.enabled()
         return name if ok else "im2col"
     if name in ("winograd2", "winograd4"):
         return name if winograd_runs(xs, ws, stride, dil, groups) else "im2col"
@@ -422,6 +425,7 @@ def test_force_restores_and_auto_means_choose():
 
 def test_heuristic_choices_are_cached_per_shape():
     algo.clear_cache()
+    thin = "narrow" if jit.enabled() else "toeplitz"        # LeNet's layers (ops.narrow)
     args = ((1, 56, 56, 128), (3, 3, 128, 128), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     assert algo.choose(*args, np.float32) in ("winograd2", "winograd4")
     assert algo.choose((4, 9, 9, 8), (1, 1, 8, 8), (1, 1), ((0, 0), (0, 0)), (1, 1), 1,
@@ -431,9 +435,11 @@ def test_heuristic_choices_are_cached_per_shape():
     assert algo.choose((4, 9, 9, 3), (3, 3, 3, 8), (1, 1), ((1, 1), (1, 1)), (1, 1), 1,
                        np.float32) == "im2col"                               # thin input
     assert algo.choose((64, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((0, 0), (0, 0)), (1, 1), 1,
-                       np.float32) == "toeplitz"                             # LeNet's conv1
+                       np.float32) == thin                                   # LeNet's conv1
     assert algo.choose((64, 12, 12, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0)), (1, 1), 1,
-                       np.float32) == "toeplitz"                             # LeNet's conv2
+                       np.float32) == thin                                   # LeNet's conv2
+    assert algo.choose((64, 12, 12, 6), (5, 5, 6, 16), (1, 1), ((0, 0), (0, 0)), (1, 1), 1,
+                       np.float64) == "toeplitz"                             # float32 only
     assert algo.choose((1, 224, 224, 3), (5, 5, 3, 8), (1, 1), ((2, 2), (2, 2)), (1, 1), 1,
                        np.float32) == "im2col"                               # band too wide
     first = ((64, 32, 32, 3), (3, 3, 3, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)  # conv1_1
@@ -441,7 +447,7 @@ def test_heuristic_choices_are_cached_per_shape():
     assert algo.choose(*first, np.float64) == "im2col"                     # float32 only
     conv5 = ((1, 14, 14, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     assert algo.choose(*conv5, np.float32) == ("direct" if jit.enabled() else "im2col")
-    assert len(algo.cache_info()) == 10
+    assert len(algo.cache_info()) == 11
     algo.clear_cache()
     assert algo.cache_info() == {}
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import ALGO_VARIANTS, base_algo, force_algo, from_torch, grad_check, to_torch, tol
 
 import convnet.functional as F
-from convnet.ops import activation, algo, im2col, pool, toeplitz, winograd
+from convnet.ops import activation, algo, im2col, jit, pool, toeplitz, winograd
 from convnet.ops import threads as ops_threads
 from convnet.ops.conv import (
     conv2d_backward,
@@ -100,12 +100,15 @@ def in_turn(name, case, x, w, b, dout):
     return (out, *conv2d_relu_backward(pool.max_pool2d_backward(dout, p_cache), c_cache))
 
 
-def blocked(name, case):
-    """Whether the op pools inside the conv's blocks: the banded GEMM always, Winograd
-    when the pool height divides its tile."""
+def blocked(name, case, dtype=np.float32):
+    """Whether the op pools inside the conv's blocks: the banded GEMM always, the narrow
+    kernels in float32 (float64 runs im2col), Winograd when the pool height divides its
+    tile."""
     ws, pk = case[1], case[3]
     name = base_algo(name)
     m = {"winograd2": 2, "winograd4": 4}.get(name, 0)
+    if name == "narrow":
+        return dtype == np.float32 and jit.enabled()
     return name == "toeplitz" or bool(ws[:2] == (3, 3) and m and m % pk[0] == 0)
 
 
@@ -115,7 +118,7 @@ def blocked(name, case):
 def test_matches_loop_reference(name, case, dtype):
     x, w, b, dout = make(case, dtype, 1)
     got, cache = run(name, case, x, w, b, dout)
-    assert cache[0] == ("blocked" if blocked(name, case) else "in turn")
+    assert cache[0] == ("blocked" if blocked(name, case, dtype) else "in turn")
     want = naive(x, w, b, case[2], case[3], dout)
     for label, g, e in zip(("out", "dx", "dw", "db"), got, want):
         assert g.dtype == dtype and g.shape == e.shape, label
@@ -139,7 +142,7 @@ def test_equals_the_three_ops_in_turn(name, case):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "winograd4-numpy",
-                                  "toeplitz"])
+                                  "toeplitz", "narrow"])
 def test_matches_torch(name, dtype, torch):
     case = CASES[2]
     x, w, b, dout = make(case, dtype, 3)
@@ -171,10 +174,11 @@ def test_finite_differences(name):
 
 @pytest.mark.parametrize("need", [(False, True, True), (True, False, False),
                                   (False, False, True), (True, True, False)])
-@pytest.mark.parametrize("name", ["winograd4", "winograd4-numpy", "im2col", "toeplitz"])
+@pytest.mark.parametrize("name", ["winograd4", "winograd4-numpy", "im2col", "toeplitz",
+                                  "narrow"])
 def test_gradient_subsets(name, need):
     case = CASES[0]
-    x, w, b, dout = make(case, np.float64, 5)
+    x, w, b, dout = make(case, np.float32 if name == "narrow" else np.float64, 5)
     full, _ = run(name, case, x, w, b, dout)
     part, _ = run(name, case, x, w, b, dout, need)
     for asked, g, e in zip(need, part[1:], full[1:]):
@@ -253,12 +257,12 @@ def test_banded_gemm_pools_in_blocks_with_stride_and_dilation(stride, dilation, 
 
 
 @pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy", "im2col",
-                                  "toeplitz"])
+                                  "toeplitz", "narrow"])
 def test_non_finite_gradients_of_closed_windows_are_dropped(name):
     """torch's rule: a window whose max is 0 (its ReLU closed) passes nothing, even an
     inf or NaN gradient (``dout * 0`` would have made NaN of it)."""
     case = CASES[1]
-    x, w, b, dout = make(case, np.float64, 7)
+    x, w, b, dout = make(case, np.float32 if name == "narrow" else np.float64, 7)
     b[:] = -1.0                                                   # many closed windows
     out, *_ = run(name, case, x, w, b, dout)[0]
     closed = out == 0

@@ -1,0 +1,288 @@
+"""Direct convolution for narrow layers (few channels, as LeNet's), with the ReLU and a
+max pool fused, forward and backward (float32, with numba).
+
+Notation (NHWC / HWIO, as in ``ops.conv``):
+    x_pad (N, Hp, Wp, C)   w (KH, KW, C, F)   out (N, OH, OW, F)
+    s, d  stride and dilation;  pool (PH, PW): non-overlapping windows, floor mode;
+          y (N, QH, QW, F) = max_pool(relu(conv(x) + b)), QH = OH // PH, QW = OW // PW
+          (no pool: PH = PW = 1, y = relu(conv(x) + b) or the plain conv)
+
+LeNet's layers (1 -> 6 and 6 -> 16 channels, 5x5) are too narrow for the GEMMs every
+other algorithm is built on: a K = 25 im2col GEMM runs far below the BLAS's speed, and
+the banded GEMM (``ops.toeplitz``) does Wp / KW times the multiplies; either way the
+pool, its argmax and the ReLU are short NumPy passes, and the backward scatters a
+mostly-zero gradient through dense GEMMs.  Here every pass is one compiled kernel per
+band of whole images, on the pool's threads:
+
+    forward   per image, ``ops.direct``'s row kernel (6 output pixels x 8 or 16 channels
+              in vector registers across the taps; F padded to Fp, a multiple of 8, with
+              zero weights) writes the conv + bias into a scratch of one image, still in
+              L1 or L2; then each pool window's max and torch's argmax tap (``simd.vpick``:
+              a NaN wins, the first of equal maxima stays) are found lane-wise, clamped
+              at 0 and stored, F of the Fp lanes (``simd.vstore_n``).  The cache keeps y
+              and the argmax taps -- no (N, OH, OW, F) array is kept.
+    backward  the conv's gradient is y's gradient placed at each window's argmax, where
+              y != 0 (the ReLU's rule: NaN passes), and zero everywhere else: at most one
+              pixel in PH * PW per channel.  So the backward walks y's gradient and adds
+              only those: for each (window, channel f) that passes, with g its gradient
+              and (r, q) its argmax pixel, each kernel row i is one contiguous run of
+              KW * C values (d_w = 1; else KW runs of C),
+
+                  dW[f, i, :]            += g * x_pad[n, r s_h + i d_h, q s_w + ..., :]
+                  dx_pad[n, r s_h + i d_h, q s_w + ..., :] += g * w[i, :, :, f]
+                  db[f]                  += g
+
+              in 16-lane vectors (the last one masked: ``simd.vload_n``/``vstore_n``, so
+              nothing outside the run is read or written).  Without a pool every pixel
+              is its own window; without the ReLU nothing is masked.
+
+The gradients skip what is structurally zero (off the argmax, or where the ReLU is
+closed), so where the input holds an inf under such a zero, dW stays finite; the dense
+GEMMs of the other algorithms (and torch) make 0 * inf = NaN there.
+
+Threads: bands of whole images (``threads.bands``).  dx of a band is its own; dW and db
+are summed per band and added in band order (``threads.run_reduce``): the same bits on
+every run for a given thread count.
+
+``applies``: float32, groups 1, numba installed and ``ops.jit`` enabled.  The heuristic
+(``ops.algo``) gives it the thin, narrow layers the banded GEMM would otherwise run.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import jit
+from .threads import bands, num_threads, run_blocks, run_reduce
+
+LANES = 8                   # forward chunks: 16 channels, then 8 (F padded to Fp)
+PARALLEL_FLOPS = 4 << 20    # direct-conv FLOPs from which the images are cut among threads
+_built: dict = {}
+_lock = threading.Lock()
+
+
+def applies(groups, dtype) -> bool:
+    """Whether the narrow kernels can run this conv."""
+    return groups == 1 and np.dtype(dtype) == np.float32 and jit.enabled()
+
+
+def _padded(f: int) -> int:
+    return -(-f // LANES) * LANES
+
+
+def _kernels():
+    k = _built.get("k")
+    if k is None:
+        with _lock:
+            k = _built.get("k")
+            if k is None:
+                k = _built["k"] = _build()
+    return k
+
+
+def _build():
+    from numba import njit
+
+    from . import direct
+    from .simd import vfma, vload, vload_n, vpick, vrelu, vsplat, vstore_n
+
+    rows16, rows8 = direct._kernel(16)[0], direct._kernel(8)[0]
+
+    @njit(nogil=True, cache=False)
+    def forward(xf, wf, bp, yf, af, s, dgeo, geo, n0, n1, relu, pooled):
+        """y (and the argmax taps, when ``pooled``) of images n0..n1; ``s`` is one
+        image's conv output, (OH, OW, Fp).  A tap is kept as the offset of its pixel's
+        input from its window's first pixel's, (a s_h Wp + b s_w) C for tap (a, b)."""
+        hp, wp, c, ow, f = geo[0], geo[1], geo[2], geo[4], geo[5]
+        sh, sw = geo[8], geo[9]
+        fp, ph, pw, qh, qw = geo[12], geo[13], geo[14], geo[15], geo[16]
+        size = hp * wp * c
+        for n in range(n0, n1):
+            xn = xf[n * size:(n + 1) * size]
+            f0 = 0
+            while f0 + 16 <= fp:
+                rows16(xn, wf, bp, s, False, dgeo, 0, 1, 0, ph * qh, f0)
+                f0 += 16
+            if f0 < fp:
+                rows8(xn, wf, bp, s, False, dgeo, 0, 1, 0, ph * qh, f0)
+            for qr in range(qh):
+                for qc in range(qw):
+                    o = ((n * qh + qr) * qw + qc) * f
+                    for f0 in range(0, fp, 8):
+                        p0 = ((qr * ph) * ow + qc * pw) * fp + f0
+                        best = vload(s, p0, 8)
+                        arg = vsplat(0.0, 8)
+                        for a in range(ph):
+                            for b in range(pw):
+                                if a + b > 0:
+                                    u = vload(s, p0 + (a * ow + b) * fp, 8)
+                                    at = float((a * sh * wp + b * sw) * c)
+                                    arg = vpick(u, best, vsplat(at, 8), arg)
+                                    best = vpick(u, best, u, best)
+                        if relu:
+                            best = vrelu(best)
+                        m = min(8, f - f0)
+                        vstore_n(yf, o + f0, best, m)
+                        if pooled:
+                            vstore_n(af, o + f0, arg, m)
+
+    @njit(nogil=True, cache=False)
+    def backward(xf, wt, gf, yf, af, dxf, acc, geo, n0, n1, relu, pooled, want_dx, want_dw,
+                 base, gs, cnt):
+        """acc[:F*KH*KW*C] += dW (as (F, KH, KW, C)), acc[F*KH*KW*C:] += db, and dx_pad of
+        images n0..n1 += their part, from y's gradient ``gf``.  Per image, the windows
+        that pass are first listed per channel (``base``: the argmax pixel's first
+        input, ``gs``: its gradient; ``cnt`` entries each); then each row of dW is
+        summed over its channel's list in registers, and dx gets each entry's rows."""
+        hp, wp, c, f = geo[0], geo[1], geo[2], geo[5]
+        kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+        ph, pw, qh, qw = geo[13], geo[14], geo[15], geo[16]
+        run, runs = (kw * c, 1) if dw == 1 else (c, kw)      # contiguous runs per row
+        row_len = kw * c
+        dbo = f * kh * row_len
+        per = qh * qw                                        # list length per channel
+        for n in range(n0, n1):
+            cnt[:] = 0
+            for qr in range(qh):
+                for qc in range(qw):
+                    o = ((n * qh + qr) * qw + qc) * f
+                    first = ((n * hp + qr * ph * sh) * wp + qc * pw * sw) * c
+                    for ch in range(f):
+                        e = ch * per + cnt[ch]
+                        base[e] = first + (int(af[o + ch]) if pooled else 0)
+                        gs[e] = gf[o + ch]
+                        # closed ReLUs (y == 0; NaN passes) are overwritten by the next
+                        cnt[ch] += 1 if not relu or yf[o + ch] != 0.0 else 0
+            for ch in range(f):
+                e0, e1 = ch * per, ch * per + cnt[ch]
+                s = np.float32(0.0)
+                for e in range(e0, e1):
+                    s += gs[e]
+                acc[dbo + ch] += s
+                for i in range(kh):
+                    xi = i * dh * wp * c
+                    wrow = (ch * kh + i) * row_len
+                    for sg in range(runs):
+                        xo, wo = xi + sg * dw * c, wrow + sg * c
+                        for v in range(0, run, 16):
+                            m = min(16, run - v)
+                            if want_dw:
+                                d = vload_n(acc, wo + v, 16, m)
+                                for e in range(e0, e1):
+                                    d = vfma(vsplat(gs[e], 16),
+                                             vload_n(xf, base[e] + xo + v, 16, m), d)
+                                vstore_n(acc, wo + v, d, m)
+                            if want_dx:
+                                wv = vload_n(wt, wo + v, 16, m)
+                                for e in range(e0, e1):
+                                    p = base[e] + xo + v
+                                    vstore_n(dxf, p, vfma(vsplat(gs[e], 16), wv,
+                                                          vload_n(dxf, p, 16, m)), m)
+
+    return forward, backward
+
+
+def _geometry(x_pad, w_shape, out_h, out_w, stride, dilation, pool):
+    """The kernels' int64 shape vector: ``ops.direct``'s twelve (Hp, Wp, C, OH, OW, F, KH,
+    KW, s_h, s_w, d_h, d_w), then Fp, PH, PW, QH, QW."""
+    _, hp, wp, c = x_pad.shape
+    kh, kw, _, f = w_shape
+    ph, pw = pool or (1, 1)
+    return np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation, _padded(f),
+                     ph, pw, out_h // ph, out_w // pw], np.int64)
+
+
+def _flops(n, out_h, out_w, w_shape):
+    kh, kw, c, f = w_shape
+    return 2 * n * out_h * out_w * kh * kw * c * f
+
+
+def _image_bands(n, flops):
+    t = num_threads() if flops >= PARALLEL_FLOPS else 1
+    return bands(n, min(n, t)), t > 1
+
+
+def narrow_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False, pool=None):
+    """Returns ``(y, cache)``: y (N, OH, OW, F) from the padded input, clamped at 0 with
+    ``relu``; with ``pool=(PH, PW)`` (and ``relu``) the max-pooled (N, QH, QW, F)."""
+    if pool is not None and not relu:
+        raise ValueError(f"narrow_forward: pool needs relu, got pool {pool}, relu={relu}")
+    if not applies(1, np.result_type(x_pad.dtype, w.dtype)):
+        raise ValueError(f"narrow_forward: needs float32 and numba; got {x_pad.dtype} x "
+                         f"{w.dtype}, jit enabled: {jit.enabled()}")
+    n = x_pad.shape[0]
+    kh, kw, c, f = w.shape
+    geo = _geometry(x_pad, w.shape, out_h, out_w, stride, dilation, pool)
+    fp, qh, qw = int(geo[12]), int(geo[15]), int(geo[16])
+    # ops.direct's geometry for the row kernel: F = Fp, OH = the rows the pool reads.
+    dgeo = geo[:12].copy()
+    dgeo[3], dgeo[5] = int(geo[13]) * qh, fp
+    xf = np.ascontiguousarray(x_pad, np.float32).reshape(-1)
+    wpad = np.zeros((kh * kw * c, fp), np.float32)
+    wpad[:, :f] = w.reshape(-1, f)
+    bpad = np.zeros(fp, np.float32)
+    if b is not None:
+        bpad[:f] = b
+    y = np.empty((n, qh, qw, f), np.float32)
+    arg = np.empty(y.shape, np.float32) if pool is not None else np.empty(1, np.float32)
+    forward = _kernels()[0]
+    blocks, parallel = _image_bands(n, _flops(n, out_h, out_w, w.shape))
+    s_size = int(dgeo[3]) * out_w * fp
+
+    def run(blk):
+        s = np.empty(s_size, np.float32)
+        forward(xf, wpad.reshape(-1), bpad, y.reshape(-1), arg.reshape(-1), s, dgeo, geo,
+                blk.start, blk.stop, bool(relu), pool is not None)
+
+    run_blocks(run, blocks, parallel=parallel)
+    fused = None if pool is None else (y, arg)
+    return y, (x_pad, w, tuple(stride), tuple(dilation), b is not None,
+               None if pool is None else tuple(pool), out_h, out_w, fused)
+
+
+def narrow_backward(dy, cache, need, relu_out=None):
+    """Returns ``(dx_pad, dw, db)`` (dx on the padded input) from y's gradient ``dy``;
+    entries not in ``need`` are None.  ``relu_out`` (the forward's clamped output) makes it
+    the backward of conv + ReLU; after a fused pool, ``dy`` is the pooled gradient and the
+    pooled output masks it."""
+    x_pad, w, stride, dilation, has_bias, pool, out_h, out_w, fused = cache
+    if fused is None and relu_out is not None:
+        fused = (relu_out, np.empty(1, np.float32))
+    relu = fused is not None
+    if relu and dy.shape != fused[0].shape:
+        raise ValueError(f"narrow_backward: dy has shape {dy.shape}, the forward's output "
+                         f"{fused[0].shape}")
+    n, hp, wp, c = x_pad.shape
+    kh, kw, _, f = w.shape
+    geo = _geometry(x_pad, w.shape, out_h, out_w, stride, dilation, pool)
+    if dy.shape != (n, int(geo[15]), int(geo[16]), f):
+        raise ValueError(f"narrow_backward: dy has shape {dy.shape}, expected "
+                         f"{(n, int(geo[15]), int(geo[16]), f)}")
+    xf = np.ascontiguousarray(x_pad, np.float32).reshape(-1)
+    gf = np.ascontiguousarray(dy, np.float32).reshape(-1)
+    yf = fused[0].reshape(-1) if relu else gf
+    af = fused[1].reshape(-1) if relu else np.empty(1, np.float32)
+    wt = np.ascontiguousarray(w.transpose(3, 0, 1, 2), np.float32).reshape(-1)  # (F, KH, KW, C)
+    dx = np.zeros(x_pad.shape, np.float32) if need[0] else np.empty(1, np.float32)
+    dxf = dx.reshape(-1)
+    size = f * kh * kw * c + f
+    backward = _kernels()[1]
+    blocks, parallel = _image_bands(n, _flops(n, out_h, out_w, w.shape))
+
+    per = int(geo[15]) * int(geo[16])
+
+    def block(blk, part):
+        if part is None:
+            part = np.empty(size, np.float32)
+        part[...] = 0
+        backward(xf, wt, gf, yf, af, dxf, part, geo, blk.start, blk.stop, relu,
+                 pool is not None, bool(need[0]), bool(need[1]), np.empty(f * per, np.int64),
+                 np.empty(f * per, np.float32), np.empty(f, np.int64))
+        return part
+
+    acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel)
+    dw = acc[:size - f].reshape(f, kh, kw, c).transpose(1, 2, 3, 0).copy() if need[1] else None
+    db = acc[size - f:].copy() if need[2] and has_bias else None
+    return (dx if need[0] else None), dw, db
