@@ -103,32 +103,44 @@ def weight_grad_pays(w_shape) -> bool:
     return (kh * kw * c + 1) * f * 4 <= DW_ACC_BYTES
 
 
-def _kernel(lanes: int):
-    """The compiled row kernel for chunks of ``lanes`` output channels (built once)."""
-    k = _built.get(lanes)
+def _kernel(lanes: int, fixed: tuple | None = None):
+    """The compiled kernels for chunks of ``lanes`` output channels (built once).
+
+    ``fixed`` = (C, F, KH, KW, s_h, s_w, d_h, d_w) compiles the row kernel for that one
+    shape: with the tap loops' bounds and strides known, LLVM unrolls them and folds the
+    addresses, which made LeNet's rows 2.4-3.7x faster (benchmarks/RESULTS.md, eleventh
+    pass) for about half a second of compiling per shape."""
+    key = (lanes, fixed)
+    k = _built.get(key)
     if k is None:
         with _lock:
-            k = _built.get(lanes)
+            k = _built.get(key)
             if k is None:
-                k = _built[lanes] = _build(lanes)
+                k = _built[key] = _build(lanes, fixed or (0,) * 8)
     return k
 
 
-def _build(lanes):
+def _build(lanes, fixed):
     from numba import njit
 
     from .simd import vadd, vbcast, vfma, vkeep, vload, vrelu, vsplat, vstore
 
+    # Compile-time constants where ``fixed`` gives them (0: read from geo at run time).
+    C_, F_, KH_, KW_, SH_, SW_, DH_, DW_ = fixed
+
     @njit(nogil=True, cache=False)
     def rows(xf, wf, b, of, relu, geo, n0, n1, r0, r1, f0):
         """out rows r0..r1 of images n0..n1, channels f0..f0+lanes (flat arrays)."""
-        hp, wp, c, oh, ow, f = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
-        kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+        hp, wp, oh, ow = geo[0], geo[1], geo[3], geo[4]
+        c, f = (C_, F_) if C_ else (geo[2], geo[5])
+        kh, kw = (KH_, KW_) if C_ else (geo[6], geo[7])
+        sh, sw, dh, dw = (SH_, SW_, DH_, DW_) if C_ else (geo[8], geo[9], geo[10], geo[11])
         step = sw * c                                   # next output pixel's input
         for n in range(n0, n1):
             for r in range(r0, r1):
                 q = 0
-                while q + 6 <= ow:
+                while q + 6 <= ow or (q < ow and ow >= 6):
+                    q = min(q, ow - 6)      # the last block may overlap the one before
                     a0 = vload(b, f0, lanes)
                     a1, a2, a3, a4, a5 = a0, a0, a0, a0, a0
                     t = f0
@@ -157,7 +169,7 @@ def _build(lanes):
                     vstore(of, o + 4 * f, a4)
                     vstore(of, o + 5 * f, a5)
                     q += 6
-                while q < ow:                           # the row's last 0-5 pixels
+                while q < ow:                           # rows under 6 pixels wide
                     a0 = vload(b, f0, lanes)
                     t = f0
                     for i in range(kh):
@@ -331,7 +343,8 @@ def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
     if kh * kw * c > MAX_TAPS:
         _deep(xf, wf, bias, of, bool(relu), geo, w.shape, n * out_h * out_w, flops)
         return out
-    kernels = [(f0, _kernel(lanes)[0]) for f0, lanes in _chunks(f)]
+    fixed = (c, f, kh, kw, *stride, *dilation)
+    kernels = [(f0, _kernel(lanes, fixed)[0]) for f0, lanes in _chunks(f)]
     t = num_threads()
     if n >= t:                                   # whole images per thread
         blocks = [(s.start, s.stop, 0, out_h) for s in bands(n, t)]

@@ -59,6 +59,10 @@ from .threads import bands, num_threads, run_blocks, run_reduce
 
 LANES = 8                   # forward chunks: 16 channels, then 8 (F padded to Fp)
 PARALLEL_FLOPS = 4 << 20    # direct-conv FLOPs from which the images are cut among threads
+FIXED_TAPS = 160            # K = KH*KW*C up to this: the row kernel is compiled for the
+#                             shape (its tap loops unrolled: LeNet's conv1 rows 0.48 ->
+#                             0.13 ms); wider ones run the general kernel (the unrolled
+#                             code of K = 630 took 3-4 s to compile)
 _built: dict = {}
 _lock = threading.Lock()
 
@@ -72,23 +76,40 @@ def _padded(f: int) -> int:
     return -(-f // LANES) * LANES
 
 
-def _kernels():
-    k = _built.get("k")
+def _kernel(key, build):
+    k = _built.get(key)
     if k is None:
         with _lock:
-            k = _built.get("k")
+            k = _built.get(key)
             if k is None:
-                k = _built["k"] = _build()
+                k = _built[key] = build()
     return k
 
 
-def _build():
+def _forward(fixed, fp):
+    """The forward kernel for Fp channels, its row kernels compiled for ``fixed`` = (C,
+    Fp, KH, KW, s_h, s_w, d_h, d_w) (``ops.direct._kernel``), or for every shape (None)."""
+    widths = (fp >= 16, fp % 16 != 0)                   # 16-lane chunks, an 8-lane one
+    return _kernel((fixed, widths), lambda: _build_forward(fixed, widths))
+
+
+def _backward():
+    return _kernel("backward", _build_backward)
+
+
+def _build_forward(fixed, widths):
     from numba import njit
 
     from . import direct
-    from .simd import vfma, vload, vload_n, vpick, vrelu, vsplat, vstore_n
+    from .simd import vload, vpick, vrelu, vsplat, vstore_n
 
-    rows16, rows8 = direct._kernel(16)[0], direct._kernel(8)[0]
+    # Only the widths Fp needs are compiled (the other name is never called).
+    rows16 = rows8 = None
+    if widths[0]:
+        rows16 = rows8 = direct._kernel(16, fixed)[0]
+    if widths[1]:
+        rows8 = direct._kernel(8, fixed)[0]
+        rows16 = rows16 or rows8
 
     @njit(nogil=True, cache=False)
     def forward(xf, wf, bp, yf, af, s, dgeo, geo, n0, n1, relu, pooled):
@@ -127,6 +148,14 @@ def _build():
                         vstore_n(yf, o + f0, best, m)
                         if pooled:
                             vstore_n(af, o + f0, arg, m)
+
+    return forward
+
+
+def _build_backward():
+    from numba import njit
+
+    from .simd import vadd, vfma, vload_n, vsplat, vstore_n
 
     @njit(nogil=True, cache=False)
     def backward(xf, wt, gf, yf, af, dxf, acc, geo, n0, n1, relu, pooled, want_dx, want_dw,
@@ -168,20 +197,33 @@ def _build():
                         xo, wo = xi + sg * dw * c, wrow + sg * c
                         for v in range(0, run, 16):
                             m = min(16, run - v)
-                            if want_dw:
-                                d = vload_n(acc, wo + v, 16, m)
-                                for e in range(e0, e1):
-                                    d = vfma(vsplat(gs[e], 16),
-                                             vload_n(xf, base[e] + xo + v, 16, m), d)
-                                vstore_n(acc, wo + v, d, m)
+                            if want_dw:             # four sums: FMA latency hidden
+                                d0 = vload_n(acc, wo + v, 16, m)
+                                d1 = d2 = d3 = vsplat(0.0, 16)
+                                e = e0
+                                while e + 4 <= e1:
+                                    p = xo + v
+                                    d0 = vfma(vsplat(gs[e], 16),
+                                              vload_n(xf, base[e] + p, 16, m), d0)
+                                    d1 = vfma(vsplat(gs[e + 1], 16),
+                                              vload_n(xf, base[e + 1] + p, 16, m), d1)
+                                    d2 = vfma(vsplat(gs[e + 2], 16),
+                                              vload_n(xf, base[e + 2] + p, 16, m), d2)
+                                    d3 = vfma(vsplat(gs[e + 3], 16),
+                                              vload_n(xf, base[e + 3] + p, 16, m), d3)
+                                    e += 4
+                                while e < e1:
+                                    d0 = vfma(vsplat(gs[e], 16),
+                                              vload_n(xf, base[e] + xo + v, 16, m), d0)
+                                    e += 1
+                                vstore_n(acc, wo + v, vadd(vadd(d0, d1), vadd(d2, d3)), m)
                             if want_dx:
                                 wv = vload_n(wt, wo + v, 16, m)
                                 for e in range(e0, e1):
                                     p = base[e] + xo + v
                                     vstore_n(dxf, p, vfma(vsplat(gs[e], 16), wv,
                                                           vload_n(dxf, p, 16, m)), m)
-
-    return forward, backward
+    return backward
 
 
 def _geometry(x_pad, w_shape, out_h, out_w, stride, dilation, pool):
@@ -227,7 +269,8 @@ def narrow_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False, pool
         bpad[:f] = b
     y = np.empty((n, qh, qw, f), np.float32)
     arg = np.empty(y.shape, np.float32) if pool is not None else np.empty(1, np.float32)
-    forward = _kernels()[0]
+    fixed = (c, fp, kh, kw, *stride, *dilation) if kh * kw * c <= FIXED_TAPS else None
+    forward = _forward(fixed, fp)
     blocks, parallel = _image_bands(n, _flops(n, out_h, out_w, w.shape))
     s_size = int(dgeo[3]) * out_w * fp
 
@@ -268,7 +311,7 @@ def narrow_backward(dy, cache, need, relu_out=None):
     dx = np.zeros(x_pad.shape, np.float32) if need[0] else np.empty(1, np.float32)
     dxf = dx.reshape(-1)
     size = f * kh * kw * c + f
-    backward = _kernels()[1]
+    backward = _backward()
     blocks, parallel = _image_bands(n, _flops(n, out_h, out_w, w.shape))
 
     per = int(geo[15]) * int(geo[16])
