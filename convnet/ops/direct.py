@@ -50,8 +50,6 @@ work to pay for compiling the kernel: PARALLEL_FLOPS (thin), DEEP_FLOPS (deep).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from . import jit
@@ -75,7 +73,6 @@ DW_ACC_BYTES = 4 << 20      # the direct weight gradient keeps a (K + 1) x F acc
 PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread: a pool round trip
 #                             (70-100 us, ops.threads) would cost more than it saves
 _built: dict = {}
-_lock = threading.Lock()
 
 
 def applies(w_shape, groups, dtype) -> bool:
@@ -110,14 +107,7 @@ def _kernel(lanes: int, fixed: tuple | None = None):
     shape: with the tap loops' bounds and strides known, LLVM unrolls them and folds the
     addresses, which made LeNet's rows 2.4-3.7x faster (benchmarks/RESULTS.md, eleventh
     pass) for about half a second of compiling per shape."""
-    key = (lanes, fixed)
-    k = _built.get(key)
-    if k is None:
-        with _lock:
-            k = _built.get(key)
-            if k is None:
-                k = _built[key] = _build(lanes, fixed or (0,) * 8)
-    return k
+    return jit.built(_built, (lanes, fixed), lambda: _build(lanes, fixed or (0,) * 8))
 
 
 def _build(lanes, fixed):

@@ -34,7 +34,7 @@ import threading
 from contextlib import contextmanager
 
 _state = {"enabled": os.environ.get("CONVNET_JIT", "1") != "0", "kernels": None}
-_lock = threading.Lock()
+_lock = threading.RLock()       # kernels() and built(); builds may nest (ops.narrow's)
 
 
 def available() -> bool:
@@ -73,11 +73,19 @@ def kernels():
     """The compiled kernels (a namespace), or None when they are off or unavailable."""
     if not enabled():
         return None
-    if _state["kernels"] is None:
+    return built(_state, "kernels", _build)
+
+
+def built(store: dict, key, build):
+    """``store[key]``, made by ``build()`` the first time: compiled kernels are built
+    once per process, under a lock, since two threads may ask for them at once."""
+    k = store.get(key)
+    if k is None:
         with _lock:
-            if _state["kernels"] is None:
-                _state["kernels"] = _build()
-    return _state["kernels"]
+            k = store.get(key)
+            if k is None:
+                k = store[key] = build()
+    return k
 
 
 def warm_up(dtypes=("float32",)) -> bool:

@@ -50,8 +50,6 @@ every run for a given thread count.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from . import jit
@@ -64,7 +62,6 @@ FIXED_TAPS = 160            # K = KH*KW*C up to this: the row kernel is compiled
 #                             0.13 ms); wider ones run the general kernel (the unrolled
 #                             code of K = 630 took 3-4 s to compile)
 _built: dict = {}
-_lock = threading.Lock()
 
 
 def applies(groups, dtype) -> bool:
@@ -76,25 +73,15 @@ def _padded(f: int) -> int:
     return -(-f // LANES) * LANES
 
 
-def _kernel(key, build):
-    k = _built.get(key)
-    if k is None:
-        with _lock:
-            k = _built.get(key)
-            if k is None:
-                k = _built[key] = build()
-    return k
-
-
 def _forward(fixed, fp):
     """The forward kernel for Fp channels, its row kernels compiled for ``fixed`` = (C,
     Fp, KH, KW, s_h, s_w, d_h, d_w) (``ops.direct._kernel``), or for every shape (None)."""
     widths = (fp >= 16, fp % 16 != 0)                   # 16-lane chunks, an 8-lane one
-    return _kernel((fixed, widths), lambda: _build_forward(fixed, widths))
+    return jit.built(_built, (fixed, widths), lambda: _build_forward(fixed, widths))
 
 
 def _backward():
-    return _kernel("backward", _build_backward)
+    return jit.built(_built, "backward", _build_backward)
 
 
 def _build_forward(fixed, widths):
