@@ -33,7 +33,8 @@ import os
 import threading
 from contextlib import contextmanager
 
-_state = {"enabled": os.environ.get("CONVNET_JIT", "1") != "0", "kernels": None}
+_state = {"enabled": os.environ.get("CONVNET_JIT", "1") != "0", "kernels": None,
+          "parallel": os.environ.get("CONVNET_PARALLEL", "1") != "0"}
 _lock = threading.RLock()       # kernels() and built(); builds may nest (ops.narrow's)
 
 
@@ -74,6 +75,73 @@ def kernels():
     if not enabled():
         return None
     return built(_state, "kernels", _build)
+
+
+def parallel_launch(threads: int) -> bool:
+    """Whether compiled kernels may run ``threads`` bands through numba's own parallel
+    launch (``prange``), and if so, that many threads set for this thread's next launch.
+
+    A round trip through ``ops.threads``' pool costs 70-90 us in this VM (two futex
+    wakes of a parked thread, and the GIL); an OpenMP launch, whose threads spin-wait
+    between regions as torch's do, costs 1-2 us.  So band-parallel kernels that are
+    compiled anyway (``ops.narrow``) launch through numba when its threading layer is
+    OpenMP or TBB.  Not with the workqueue layer (not thread-safe, and it costs more than
+    the pool), not in a child forked after a launch (GNU OpenMP is not fork-safe), and
+    not when turned off (``CONVNET_PARALLEL=0``, or ``set_parallel(False)``): those
+    callers use the pool instead."""
+    if threads < 2 or not enabled() or not _state["parallel"]:
+        return False
+    ok = _state.get("layer_ok")
+    if ok is None:
+        ok = _state["layer_ok"] = _safe_layer()
+    if not ok:
+        return False
+    import numba
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return True
+
+
+def set_parallel(flag: bool) -> None:
+    """Turn numba's parallel launches on or off (off: band-parallel kernels use the pool)."""
+    if not isinstance(flag, bool):
+        raise TypeError(f"set_parallel: flag must be a bool, got {type(flag).__name__}")
+    _state["parallel"] = flag
+
+
+def launched() -> None:
+    """After a kernel's first parallel launch: check the layer numba chose (it picks one
+    for the process at its first launch); anything but OpenMP or TBB turns launches off."""
+    import numba
+    if _state.get("checked"):
+        return
+    _state["checked"] = True
+    if numba.threading_layer() not in ("omp", "tbb"):
+        _state["layer_ok"] = False
+
+
+def _safe_layer() -> bool:
+    """Whether the threading layer numba will choose is OpenMP or TBB (thread-safe)."""
+    import importlib
+
+    import numba
+    want = numba.config.THREADING_LAYER
+    order = {"default": list(numba.config.THREADING_LAYER_PRIORITY), "safe": ["tbb"],
+             "threadsafe": ["tbb", "omp"], "tbb": ["tbb"], "omp": ["omp"]}.get(want, [])
+    for layer in order:                  # numba takes the first of these that imports
+        try:
+            importlib.import_module(f"numba.np.ufunc.{layer}pool")
+        except ImportError:
+            continue
+        return layer in ("tbb", "omp")
+    return False
+
+
+def _after_fork() -> None:
+    _state["parallel"] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def built(store: dict, key, build):

@@ -84,6 +84,39 @@ def _backward():
     return jit.built(_built, "backward", _build_backward)
 
 
+def _forward_bands(forward):
+    """``forward`` over bands of images in one parallel launch (``jit.parallel_launch``):
+    band i takes images starts[i]..stops[i] and scratch row i."""
+    def build():
+        from numba import njit, prange
+
+        @njit(nogil=True, parallel=True, cache=False)
+        def bands_(xf, wf, bp, yf, af, s, dgeo, geo, starts, stops, relu, pooled):
+            for i in prange(starts.size):
+                forward(xf, wf, bp, yf, af, s[i], dgeo, geo, starts[i], stops[i], relu,
+                        pooled)
+        return bands_
+    return jit.built(_built, ("bands", forward), build)
+
+
+def _backward_bands():
+    """The backward over bands of images in one parallel launch: band i sums into
+    accumulator row i, with list scratch row i."""
+    def build():
+        from numba import njit, prange
+        backward = _backward()
+
+        @njit(nogil=True, parallel=True, cache=False)
+        def bands_(xf, wt, gf, yf, af, dxf, acc, geo, starts, stops, relu, pooled, want_dx,
+                   want_dw, base, gs, cnt):
+            for i in prange(starts.size):
+                acc[i, :] = 0
+                backward(xf, wt, gf, yf, af, dxf, acc[i], geo, starts[i], stops[i], relu,
+                         pooled, want_dx, want_dw, base[i], gs[i], cnt[i])
+        return bands_
+    return jit.built(_built, "backward bands", build)
+
+
 def _build_forward(fixed, widths):
     from numba import njit
 
@@ -233,6 +266,11 @@ def _image_bands(n, flops):
     return bands(n, min(n, t)), t > 1
 
 
+def _band_ends(blocks):
+    return (np.array([b.start for b in blocks], np.int64),
+            np.array([b.stop for b in blocks], np.int64))
+
+
 def narrow_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False, pool=None):
     """Returns ``(y, cache)``: y (N, OH, OW, F) from the padded input, clamped at 0 with
     ``relu``; with ``pool=(PH, PW)`` (and ``relu``) the max-pooled (N, QH, QW, F)."""
@@ -260,13 +298,19 @@ def narrow_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False, pool
     forward = _forward(fixed, fp)
     blocks, parallel = _image_bands(n, _flops(n, out_h, out_w, w.shape))
     s_size = int(dgeo[3]) * out_w * fp
+    args = (xf, wpad.reshape(-1), bpad, y.reshape(-1), arg.reshape(-1))
+    flags = (bool(relu), pool is not None)
+    if parallel and jit.parallel_launch(len(blocks)):
+        starts, stops = _band_ends(blocks)
+        _forward_bands(forward)(*args, np.empty((len(blocks), s_size), np.float32), dgeo,
+                                geo, starts, stops, *flags)
+        jit.launched()
+    else:
+        def run(blk):
+            forward(*args, np.empty(s_size, np.float32), dgeo, geo, blk.start, blk.stop,
+                    *flags)
 
-    def run(blk):
-        s = np.empty(s_size, np.float32)
-        forward(xf, wpad.reshape(-1), bpad, y.reshape(-1), arg.reshape(-1), s, dgeo, geo,
-                blk.start, blk.stop, bool(relu), pool is not None)
-
-    run_blocks(run, blocks, parallel=parallel)
+        run_blocks(run, blocks, parallel=parallel)
     fused = None if pool is None else (y, arg)
     return y, (x_pad, w, tuple(stride), tuple(dilation), b is not None,
                None if pool is None else tuple(pool), out_h, out_w, fused)
@@ -302,17 +346,31 @@ def narrow_backward(dy, cache, need, relu_out=None):
     blocks, parallel = _image_bands(n, _flops(n, out_h, out_w, w.shape))
 
     per = int(geo[15]) * int(geo[16])
+    args = (xf, wt, gf, yf, af, dxf)
+    flags = (relu, pool is not None, bool(need[0]), bool(need[1]))
+    if parallel and jit.parallel_launch(len(blocks)):
+        # The same sums as run_reduce's: one accumulator per band, added in band order.
+        k = len(blocks)
+        starts, stops = _band_ends(blocks)
+        accs = np.empty((k, size), np.float32)
+        _backward_bands()(*args, accs, geo, starts, stops, *flags,
+                          np.empty((k, f * per), np.int64), np.empty((k, f * per), np.float32),
+                          np.empty((k, f), np.int64))
+        jit.launched()
+        acc = accs[0]
+        for i in range(1, k):
+            acc += accs[i]
+    else:
+        def block(blk, part):
+            if part is None:
+                part = np.empty(size, np.float32)
+            part[...] = 0
+            backward(*args, part, geo, blk.start, blk.stop, *flags,
+                     np.empty(f * per, np.int64), np.empty(f * per, np.float32),
+                     np.empty(f, np.int64))
+            return part
 
-    def block(blk, part):
-        if part is None:
-            part = np.empty(size, np.float32)
-        part[...] = 0
-        backward(xf, wt, gf, yf, af, dxf, part, geo, blk.start, blk.stop, relu,
-                 pool is not None, bool(need[0]), bool(need[1]), np.empty(f * per, np.int64),
-                 np.empty(f * per, np.float32), np.empty(f, np.int64))
-        return part
-
-    acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel)
+        acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel)
     dw = acc[:size - f].reshape(f, kh, kw, c).transpose(1, 2, 3, 0).copy() if need[1] else None
     db = acc[size - f:].copy() if need[2] and has_bias else None
     return (dx if need[0] else None), dw, db

@@ -289,6 +289,19 @@ class _Pool:
             w.go.release()
 
 
+def _after_fork() -> None:
+    """In a forked child the pool's worker threads do not exist (fork copies only the
+    calling thread): drop the pool, so the child's first parallel op makes its own
+    instead of waiting forever on workers that never answer."""
+    global _exec_lock
+    _exec_lock = threading.Lock()
+    _exec["pool"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def run_blocks(fn, blocks, parallel: bool = True) -> list:
     """``[fn(b) for b in blocks]``, spread over ``num_threads()`` threads when that helps.
 

@@ -129,33 +129,103 @@ def test_unpooled_conv_and_relu_equal_im2col(relu):
         close(g, e, label)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_image_bands_on_one_or_two_threads(threads, monkeypatch):
-    """Bands of images: the forward and dx are the same bits on one and two threads; dW
-    and db are summed per band (same bits on every run for a given thread count)."""
-    monkeypatch.setattr(narrow, "PARALLEL_FLOPS", 1)
+def _bands_run(threads, launch):
+    """conv + ReLU + pool forward and backward with the images cut in ``threads`` bands,
+    through numba's parallel launch or (``launch=False``) the pool."""
     x, w, b, rng = data((5, 14, 13, 3), (5, 5, 3, 12), 4)
-    dout = None
     prev = ops_threads.num_threads()
-    runs = []
     try:
-        for t in (1, threads, threads):
-            ops_threads.set_num_threads(t)
-            with algo.force("narrow"):
-                out, cache = conv2d_relu_pool_forward(x, w, b, (1, 1), ((1, 1), (2, 0)),
-                                                      (1, 1), 1, (2, 2))
-            if dout is None:
-                dout = rng.standard_normal(out.shape).astype(np.float32)
-            runs.append((out, *conv2d_relu_pool_backward(dout, cache)))
+        ops_threads.set_num_threads(threads)
+        jit.set_parallel(launch)
+        with algo.force("narrow"):
+            out, cache = conv2d_relu_pool_forward(x, w, b, (1, 1), ((1, 1), (2, 0)),
+                                                  (1, 1), 1, (2, 2))
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        return (out, *conv2d_relu_pool_backward(dout, cache))
     finally:
         ops_threads.set_num_threads(prev)
-    one, first, again = runs
+        jit.set_parallel(True)
+
+
+@pytest.mark.parametrize("launch", [True, False], ids=["launch", "pool"])
+def test_image_bands_on_one_or_two_threads(launch, monkeypatch):
+    """Bands of images: the forward and dx are the same bits on one and two threads; dW
+    and db are summed per band (same bits on every run for a given thread count); and
+    numba's parallel launch gives the pool's bits exactly."""
+    monkeypatch.setattr(narrow, "PARALLEL_FLOPS", 1)
+    one = _bands_run(1, launch)
+    first, again = _bands_run(2, launch), _bands_run(2, launch)
     for a, b_ in zip(first, again):
         np.testing.assert_array_equal(a, b_)
     np.testing.assert_array_equal(first[0], one[0])
     np.testing.assert_array_equal(first[1], one[1])
     for label, g, e in zip(("dw", "db"), first[2:], one[2:]):
         close(g, e, label)
+    for a, b_ in zip(first, _bands_run(2, not launch)):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_parallel_launch_only_where_it_is_safe(monkeypatch):
+    """One thread, launches turned off, and the workqueue layer (not thread-safe) all
+    fall back to the pool; OpenMP or TBB launch."""
+    import numba
+    assert not jit.parallel_launch(1)
+    jit.set_parallel(False)
+    try:
+        assert not jit.parallel_launch(2)
+    finally:
+        jit.set_parallel(True)
+    with pytest.raises(TypeError, match="flag must be a bool, got int"):
+        jit.set_parallel(1)
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "workqueue")
+    assert not jit._safe_layer()
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "omp")
+    try:
+        import numba.np.ufunc.omppool  # noqa: F401
+    except ImportError:
+        assert not jit._safe_layer()
+    else:
+        assert jit._safe_layer()
+    monkeypatch.setitem(jit._state, "layer_ok", False)
+    assert not jit.parallel_launch(2)
+
+
+FORK_CHILD = """
+import os, sys
+import numpy as np
+from convnet.ops import narrow, threads
+narrow.PARALLEL_FLOPS = 1
+threads.set_num_threads(2)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((6, 12, 12, 2), dtype=np.float32)
+w = rng.standard_normal((3, 3, 2, 8), dtype=np.float32)
+y, _ = narrow.narrow_forward(x, w, None, (1, 1), (1, 1), 10, 10, True, (2, 2))
+assert threads.run_blocks(lambda b: b, range(4)) == [0, 1, 2, 3]
+r, wfd = os.pipe()
+pid = os.fork()
+if pid == 0:
+    y2, _ = narrow.narrow_forward(x, w, None, (1, 1), (1, 1), 10, 10, True, (2, 2))
+    ok = threads.run_blocks(lambda b: 2 * b, range(4)) == [0, 2, 4, 6]
+    os.write(wfd, b"ok" if ok and np.array_equal(y, y2) else b"differ")
+    os._exit(0)
+os.close(wfd)
+got = os.read(r, 16)
+_, status = os.waitpid(pid, 0)
+print(got.decode(), os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_parallel_ops():
+    """A child forked after a parallel launch and a pool round trip runs both again: GNU
+    OpenMP is not fork-safe (numba aborts the child) and the pool's workers are not
+    copied (the child would wait for them forever), so the child uses a fresh pool."""
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["ok", "0"], (res.stdout, res.stderr)
 
 
 def test_an_inf_input_under_a_closed_window_leaves_dw_finite():
