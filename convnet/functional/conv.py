@@ -99,24 +99,24 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> T
     Returns:
         (N, OH, OW, C_out) with OH = floor((H + p_t + p_b - d(KH-1) - 1)/s) + 1.
     """
-    x, weight, bias, kw = _conv2d_args("conv2d", x, weight, bias, stride, padding, dilation,
+    x, weight, bias, kw, _ = _conv2d_args("conv2d", x, weight, bias, stride, padding, dilation,
                                        groups)
     return Conv2dFn.apply(x, weight, bias, **kw)
 
 
 def _conv2d_args(op, x, weight, bias, stride, padding, dilation, groups):
-    """Validated ``x, weight, bias`` and the Function's keywords (stride, pads, dilation,
-    groups) for a 2-D conv."""
+    """Validated ``x, weight, bias``, the Function's keywords (stride, pads, dilation,
+    groups) and the output's (OH, OW) for a 2-D conv."""
     x = float_input(x, op, 4, layout="(N, H, W, C)")
     weight = float_input(weight, op, name="weight")
     check_ndim(weight, 4, op, "weight", "(KH, KW, C_in/groups, C_out)")
     if bias is not None:
         bias = float_input(bias, op, name="bias")
-    stride, pads, dilation, _ = conv2d_params(
+    stride, pads, dilation, out_hw = conv2d_params(
         x.shape, weight.shape, None if bias is None else bias.shape,
         stride, padding, dilation, groups, op)
     return x, weight, bias, {"stride": stride, "pads": pads, "dilation": dilation,
-                             "groups": groups}
+                             "groups": groups}, out_hw
 
 
 def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
@@ -128,7 +128,7 @@ def conv2d_relu(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1)
     it; the backward masks the gradient block by block the same way.  ``nn.Sequential``
     uses it for every plain ``Conv2d`` followed by a plain ``ReLU``.
     """
-    x, weight, bias, kw = _conv2d_args("conv2d_relu", x, weight, bias, stride, padding,
+    x, weight, bias, kw, _ = _conv2d_args("conv2d_relu", x, weight, bias, stride, padding,
                                        dilation, groups)
     return Conv2dReLUFn.apply(x, weight, bias, **kw)
 
@@ -152,11 +152,10 @@ def conv2d_relu_max_pool2d(x, weight, bias=None, stride=1, padding=0, dilation=1
         (N, OH // PH, OW // PW, C_out), OH and OW as ``conv2d``'s.
     """
     op = "conv2d_relu_max_pool2d"
-    x, weight, bias, kw = _conv2d_args(op, x, weight, bias, stride, padding, dilation, groups)
+    x, weight, bias, kw, out_hw = _conv2d_args(op, x, weight, bias, stride, padding,
+                                               dilation, groups)
     pool = as_tuple(pool_size, 2, "pool_size", op)
     check_positive(pool, "pool_size", op)
-    _, _, _, out_hw = conv2d_params(x.shape, weight.shape, None, kw["stride"], kw["pads"],
-                                    kw["dilation"], groups, op)
     if out_hw[0] < pool[0] or out_hw[1] < pool[1]:
         raise ValueError(f"{op}: the conv output {out_hw[0]}x{out_hw[1]} is smaller than "
                          f"the {pool[0]}x{pool[1]} pooling window")

@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import numpy as np
+
 ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz", "direct", "narrow")
 
 _local = threading.local()
@@ -81,7 +83,7 @@ def cache_info() -> dict:
 
 def shape_key(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> tuple:
     return (tuple(x_shape), tuple(w_shape), tuple(stride),
-            tuple(tuple(p) for p in pads), tuple(dilation), int(groups), str(dtype))
+            tuple(tuple(p) for p in pads), tuple(dilation), int(groups), np.dtype(dtype))
 
 
 def applicable(name, x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> bool:

@@ -255,15 +255,18 @@ def pools_in_blocks(name: str, pool) -> bool:
     return name in ("toeplitz", "narrow") or (m is not None and m % pool[0] == 0)
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation, groups=1, relu=False, pool=None):
+def conv2d_forward(x, w, b, stride, pads, dilation, groups=1, relu=False, pool=None,
+                   algorithm=None):
     """Returns ``(out, cache)``; ``out`` is (N, OH, OW, F), clamped at 0 with ``relu``
     (``conv2d_relu_forward``).  ``pool=(PH, PW)`` (with ``relu``, for an algorithm where
     ``pools_in_blocks``) max-pools each block in cache: ``out`` is then the pooled
-    (N, OH // PH, OW // PW, F) and ``conv2d_backward`` takes the pooled gradient."""
+    (N, OH // PH, OW // PW, F) and ``conv2d_backward`` takes the pooled gradient.
+    ``algorithm``: ``choose_algorithm``'s answer for these arguments, when the caller
+    already has it."""
     stride, dilation = tuple(stride), tuple(dilation)
     pads = tuple(tuple(p) for p in pads)
     with threads.owned():  # one BLAS thread, the pool has the cores (see ops.threads)
-        name = choose_algorithm(x, w, b, stride, pads, dilation, groups)
+        name = algorithm or choose_algorithm(x, w, b, stride, pads, dilation, groups)
         if pool is None:
             out, inner = _FORWARD[name](x, w, b, stride, pads, dilation, groups, relu=relu)
         elif pools_in_blocks(name, pool):

@@ -34,9 +34,10 @@ def conv2d_relu_pool_forward(x, w, b, stride, pads, dilation, groups, pool):
     stride, dilation = tuple(stride), tuple(dilation)
     pads = tuple(tuple(p) for p in pads)
     with threads.owned():
-        if pools_in_blocks(choose_algorithm(x, w, b, stride, pads, dilation, groups), pool):
+        name = choose_algorithm(x, w, b, stride, pads, dilation, groups)
+        if pools_in_blocks(name, pool):
             out, cache = conv2d_forward(x, w, b, stride, pads, dilation, groups, relu=True,
-                                        pool=pool)
+                                        pool=pool, algorithm=name)
             return out, ("blocked", cache)
     act, conv_cache = conv2d_relu_forward(x, w, b, stride, pads, dilation, groups)
     out, pool_cache = max_pool2d_forward(act, pool, pool, ((0, 0), (0, 0)))

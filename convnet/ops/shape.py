@@ -21,6 +21,8 @@ import numpy as np
 
 def as_tuple(value, ndim: int, name: str, op: str = "") -> tuple[int, ...]:
     """Turn an int or a sequence of ``ndim`` ints into a tuple of ints."""
+    if type(value) is tuple and len(value) == ndim and all(type(v) is int for v in value):
+        return value                                    # the common case, checked fast
     where = f"{op}: " if op else ""
     if isinstance(value, bool):
         raise TypeError(f"{where}{name} must be an int or a tuple of {ndim} ints, got bool")
