@@ -119,6 +119,42 @@ def launched() -> None:
         _state["layer_ok"] = False
 
 
+def first_class(kernel, sig):
+    """``kernel``, compiled for exactly ``sig``, as a first-class function argument of
+    another compiled function (a launcher taking ``numba.types.FunctionType(sig)``): an
+    object that hands numba the kernel's address, looked up once.  Passing the dispatcher
+    itself works too, but numba looks the address up on every call (about 35 us)."""
+    try:
+        from numba.core.types import WrapperAddressProtocol
+        from numba.experimental.function_type import _get_wrapper_address
+    except ImportError:                                # another numba: the slower way
+        return kernel
+
+    class Address(WrapperAddressProtocol):
+        def __init__(self):
+            self.kernel = kernel                       # keeps the compiled code alive
+            self.address = _get_wrapper_address(kernel, sig)
+
+        def __wrapper_address__(self):
+            return self.address
+
+        def signature(self):
+            return sig
+
+    return Address()
+
+
+def entry(dispatcher):
+    """The compiled code of a dispatcher built for one explicit signature, called without
+    numba's per-call dispatch (type inference of every argument: 10+ us for a launcher
+    of a dozen arrays).  The caller passes exactly the signature's types."""
+    sigs = dispatcher.signatures
+    if len(sigs) != 1:
+        raise ValueError(f"entry: expected a kernel compiled for one signature, got "
+                         f"{len(sigs)}")
+    return dispatcher.overloads[sigs[0]].entry_point
+
+
 def _safe_layer() -> bool:
     """Whether the threading layer numba will choose is OpenMP or TBB (thread-safe)."""
     import importlib

@@ -12,7 +12,7 @@ other algorithm is built on: a K = 25 im2col GEMM runs far below the BLAS's spee
 the banded GEMM (``ops.toeplitz``) does Wp / KW times the multiplies; either way the
 pool, its argmax and the ReLU are short NumPy passes, and the backward scatters a
 mostly-zero gradient through dense GEMMs.  Here every pass is one compiled kernel per
-band of whole images, on the pool's threads:
+band of whole images:
 
     forward   per image, ``ops.direct``'s row kernel (6 output pixels x 8 or 16 channels
               in vector registers across the taps; F padded to Fp, a multiple of 8, with
@@ -40,9 +40,13 @@ The gradients skip what is structurally zero (off the argmax, or where the ReLU 
 closed), so where the input holds an inf under such a zero, dW stays finite; the dense
 GEMMs of the other algorithms (and torch) make 0 * inf = NaN there.
 
-Threads: bands of whole images (``threads.bands``).  dx of a band is its own; dW and db
-are summed per band and added in band order (``threads.run_reduce``): the same bits on
-every run for a given thread count.
+Threads: bands of whole images (``threads.bands``), launched through numba's OpenMP (or
+TBB) layer where it has one (``jit.parallel_launch``: 1-2 us, against 70-90 us for a
+round trip through ``ops.threads``' pool, whose parked workers the VM wakes slowly --
+on LeNet's 0.1-0.3 ms ops the pool's round trip ate the second core's gain), else on the
+pool.  dx of a band is its own; dW and db are summed per band and added in band order
+(as ``threads.run_reduce``): the same bits on every run for a given thread count, and
+the same bits either way.
 
 ``applies``: float32, groups 1, numba installed and ``ops.jit`` enabled.  The heuristic
 (``ops.algo``) gives it the thin, narrow layers the banded GEMM would otherwise run.
@@ -84,19 +88,42 @@ def _backward():
     return jit.built(_built, "backward", _build_backward)
 
 
-def _forward_bands(forward):
-    """``forward`` over bands of images in one parallel launch (``jit.parallel_launch``):
-    band i takes images starts[i]..stops[i] and scratch row i."""
+def _address(key, kernel, which):
+    """``kernel`` (built under ``key``) as the band launchers' first-class argument."""
+    return jit.built(_built, ("address", key),
+                     lambda: jit.first_class(kernel, _signatures()[which]))
+
+
+def _signatures():
+    """The kernels' numba signatures (forward, backward).  Each kernel is compiled for
+    exactly its signature, so the band launchers below take any of them as a first-class
+    function: one launcher per signature, compiled once (about 0.25 s), instead of one
+    per kernel with the kernel linked in and optimised again (1.3-1.6 s per shape)."""
+    from numba import types as t
+    f32, i64, b1 = t.float32[::1], t.int64[::1], t.boolean
+    forward = t.void(f32, f32, f32, f32, f32, f32, i64, i64, t.int64, t.int64, b1, b1)
+    backward = t.void(f32, f32, f32, f32, f32, f32, f32, i64, t.int64, t.int64, b1, b1, b1,
+                      b1, i64, f32, i64)
+    return forward, backward
+
+
+def _forward_bands():
+    """A forward kernel over bands of images in one parallel launch
+    (``jit.parallel_launch``): band i takes images starts[i]..stops[i] and scratch row i."""
     def build():
         from numba import njit, prange
+        from numba import types as t
+        sig = _signatures()[0]
+        f32, i64, b1 = t.float32[::1], t.int64[::1], t.boolean
 
-        @njit(nogil=True, parallel=True, cache=False)
-        def bands_(xf, wf, bp, yf, af, s, dgeo, geo, starts, stops, relu, pooled):
+        @njit(t.void(t.FunctionType(sig), f32, f32, f32, f32, f32, t.float32[:, ::1], i64,
+                     i64, i64, i64, b1, b1), nogil=True, parallel=True, cache=False)
+        def bands_(forward, xf, wf, bp, yf, af, s, dgeo, geo, starts, stops, relu, pooled):
             for i in prange(starts.size):
                 forward(xf, wf, bp, yf, af, s[i], dgeo, geo, starts[i], stops[i], relu,
                         pooled)
         return bands_
-    return jit.built(_built, ("bands", forward), build)
+    return jit.entry(jit.built(_built, "forward bands", build))
 
 
 def _backward_bands():
@@ -104,17 +131,22 @@ def _backward_bands():
     accumulator row i, with list scratch row i."""
     def build():
         from numba import njit, prange
-        backward = _backward()
+        from numba import types as t
+        sig = _signatures()[1]
+        f32, i64, b1 = t.float32[::1], t.int64[::1], t.boolean
+        f32_2, i64_2 = t.float32[:, ::1], t.int64[:, ::1]
 
-        @njit(nogil=True, parallel=True, cache=False)
-        def bands_(xf, wt, gf, yf, af, dxf, acc, geo, starts, stops, relu, pooled, want_dx,
-                   want_dw, base, gs, cnt):
+        @njit(t.void(t.FunctionType(sig), f32, f32, f32, f32, f32, f32, f32_2, i64, i64,
+                     i64, b1, b1, b1, b1, i64_2, f32_2, i64_2),
+              nogil=True, parallel=True, cache=False)
+        def bands_(backward, xf, wt, gf, yf, af, dxf, acc, geo, starts, stops, relu, pooled,
+                   want_dx, want_dw, base, gs, cnt):
             for i in prange(starts.size):
                 acc[i, :] = 0
                 backward(xf, wt, gf, yf, af, dxf, acc[i], geo, starts[i], stops[i], relu,
                          pooled, want_dx, want_dw, base[i], gs[i], cnt[i])
         return bands_
-    return jit.built(_built, "backward bands", build)
+    return jit.entry(jit.built(_built, "backward bands", build))
 
 
 def _build_forward(fixed, widths):
@@ -131,7 +163,7 @@ def _build_forward(fixed, widths):
         rows8 = direct._kernel(8, fixed)[0]
         rows16 = rows16 or rows8
 
-    @njit(nogil=True, cache=False)
+    @njit(_signatures()[0], nogil=True, cache=False)
     def forward(xf, wf, bp, yf, af, s, dgeo, geo, n0, n1, relu, pooled):
         """y (and the argmax taps, when ``pooled``) of images n0..n1; ``s`` is one
         image's conv output, (OH, OW, Fp).  A tap is kept as the offset of its pixel's
@@ -177,7 +209,7 @@ def _build_backward():
 
     from .simd import vadd, vfma, vload_n, vsplat, vstore_n
 
-    @njit(nogil=True, cache=False)
+    @njit(_signatures()[1], nogil=True, cache=False)
     def backward(xf, wt, gf, yf, af, dxf, acc, geo, n0, n1, relu, pooled, want_dx, want_dw,
                  base, gs, cnt):
         """acc[:F*KH*KW*C] += dW (as (F, KH, KW, C)), acc[F*KH*KW*C:] += db, and dx_pad of
@@ -302,8 +334,9 @@ def narrow_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False, pool
     flags = (bool(relu), pool is not None)
     if parallel and jit.parallel_launch(len(blocks)):
         starts, stops = _band_ends(blocks)
-        _forward_bands(forward)(*args, np.empty((len(blocks), s_size), np.float32), dgeo,
-                                geo, starts, stops, *flags)
+        scratch = np.empty((len(blocks), s_size), np.float32)
+        _forward_bands()(_address((fixed, fp), forward, 0), *args, scratch, dgeo, geo,
+                         starts, stops, *flags)
         jit.launched()
     else:
         def run(blk):
@@ -353,9 +386,9 @@ def narrow_backward(dy, cache, need, relu_out=None):
         k = len(blocks)
         starts, stops = _band_ends(blocks)
         accs = np.empty((k, size), np.float32)
-        _backward_bands()(*args, accs, geo, starts, stops, *flags,
-                          np.empty((k, f * per), np.int64), np.empty((k, f * per), np.float32),
-                          np.empty((k, f), np.int64))
+        _backward_bands()(_address("backward", _backward(), 1), *args, accs, geo, starts,
+                          stops, *flags, np.empty((k, f * per), np.int64),
+                          np.empty((k, f * per), np.float32), np.empty((k, f), np.int64))
         jit.launched()
         acc = accs[0]
         for i in range(1, k):

@@ -34,6 +34,9 @@ _local = threading.local()
 #   ``matmul``      one large GEMM cut into row (or column) bands.
 # The exception is ops too small for the pool (LeNet's banded convs: ``blas_threads``),
 # whose blocks run on the calling thread while the BLAS splits each GEMM itself.
+# Compiled kernels that need nothing from Python between bands (``ops.narrow``) skip the
+# pool: numba's OpenMP launch (``jit.parallel_launch``) costs 1-2 us where the pool's
+# round trip costs 70-90 us.
 # NumPy releases the GIL inside copies, ufuncs and BLAS calls, so the pool's threads
 # run on every core.  Each block is computed whole by one thread and results are
 # combined in block order, so outputs do not depend on scheduling.

@@ -190,6 +190,41 @@ def test_parallel_launch_only_where_it_is_safe(monkeypatch):
     assert not jit.parallel_launch(2)
 
 
+def test_one_launcher_serves_every_shape(monkeypatch):
+    """The band launchers take the kernel as a first-class function: two shapes (two
+    kernels, each compiled for its taps) share one launcher, compiled once."""
+    monkeypatch.setattr(narrow, "PARALLEL_FLOPS", 1)
+    prev = ops_threads.num_threads()
+    ops_threads.set_num_threads(2)
+    try:
+        for ws in ((3, 3, 2, 8), (2, 3, 2, 16)):
+            x, w, b, rng = data((4, 9, 10, 2), ws, 6)
+            with algo.force("narrow"):
+                out, cache = conv2d_relu_pool_forward(x, w, b, (1, 1), ((0, 0), (0, 0)),
+                                                      (1, 1), 1, (2, 2))
+                conv2d_relu_pool_backward(np.ones_like(out), cache)
+    finally:
+        ops_threads.set_num_threads(prev)
+    if not jit.parallel_launch(2):
+        pytest.skip("numba's threading layer here is neither OpenMP nor TBB")
+    for name in ("forward bands", "backward bands"):
+        assert len(narrow._built[name].signatures) == 1
+    assert sum(1 for k in narrow._built if isinstance(k, tuple) and k[0] == "address") >= 3
+
+
+def test_entry_wants_one_signature():
+    from numba import njit
+
+    @njit
+    def f(a):
+        return a
+
+    f(1)
+    f(1.0)
+    with pytest.raises(ValueError, match="one signature, got 2"):
+        jit.entry(f)
+
+
 FORK_CHILD = """
 import os, sys
 import numpy as np
