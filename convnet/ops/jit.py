@@ -86,9 +86,9 @@ def parallel_launch(threads: int) -> bool:
     between regions as torch's do, costs 1-2 us.  So band-parallel kernels that are
     compiled anyway (``ops.narrow``) launch through numba when its threading layer is
     OpenMP or TBB.  Not with the workqueue layer (not thread-safe, and it costs more than
-    the pool), not in a child forked after a launch (GNU OpenMP is not fork-safe), and
-    not when turned off (``CONVNET_PARALLEL=0``, or ``set_parallel(False)``): those
-    callers use the pool instead."""
+    the pool), not in a forked child (GNU OpenMP is not fork-safe once a launch has
+    run: numba aborts the child), and not when turned off (``CONVNET_PARALLEL=0``, or
+    ``set_parallel(False)``): those callers use the pool instead."""
     if threads < 2 or not enabled() or not _state["parallel"]:
         return False
     ok = _state.get("layer_ok")
