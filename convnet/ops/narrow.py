@@ -94,13 +94,19 @@ def _address(key, kernel, which):
                      lambda: jit.first_class(kernel, _signatures()[which]))
 
 
+def _types():
+    """numba's types module and the kernels' argument types: 1-D float32 and int64 arrays
+    (contiguous), and bool."""
+    from numba import types as t
+    return t, t.float32[::1], t.int64[::1], t.boolean
+
+
 def _signatures():
     """The kernels' numba signatures (forward, backward).  Each kernel is compiled for
     exactly its signature, so the band launchers below take any of them as a first-class
-    function: one launcher per signature, compiled once (about 0.25 s), instead of one
+    function: one launcher per signature, compiled once (about 0.4 s), instead of one
     per kernel with the kernel linked in and optimised again (1.3-1.6 s per shape)."""
-    from numba import types as t
-    f32, i64, b1 = t.float32[::1], t.int64[::1], t.boolean
+    t, f32, i64, b1 = _types()
     forward = t.void(f32, f32, f32, f32, f32, f32, i64, i64, t.int64, t.int64, b1, b1)
     backward = t.void(f32, f32, f32, f32, f32, f32, f32, i64, t.int64, t.int64, b1, b1, b1,
                       b1, i64, f32, i64)
@@ -112,9 +118,8 @@ def _forward_bands():
     (``jit.parallel_launch``): band i takes images starts[i]..stops[i] and scratch row i."""
     def build():
         from numba import njit, prange
-        from numba import types as t
+        t, f32, i64, b1 = _types()
         sig = _signatures()[0]
-        f32, i64, b1 = t.float32[::1], t.int64[::1], t.boolean
 
         @njit(t.void(t.FunctionType(sig), f32, f32, f32, f32, f32, t.float32[:, ::1], i64,
                      i64, i64, i64, b1, b1), nogil=True, parallel=True, cache=False)
@@ -131,9 +136,8 @@ def _backward_bands():
     accumulator row i, with list scratch row i."""
     def build():
         from numba import njit, prange
-        from numba import types as t
+        t, f32, i64, b1 = _types()
         sig = _signatures()[1]
-        f32, i64, b1 = t.float32[::1], t.int64[::1], t.boolean
         f32_2, i64_2 = t.float32[:, ::1], t.int64[:, ::1]
 
         @njit(t.void(t.FunctionType(sig), f32, f32, f32, f32, f32, f32, f32_2, i64, i64,
