@@ -14,7 +14,7 @@ from convnet.ops import algo, jit
 
 # Every conv2d algorithm, plus Winograd F(4x4) with its tile transforms in NumPy rather
 # than compiled (``ops.jit``; plain "winograd4" runs compiled when numba is installed).
-ALGO_VARIANTS = list(algo.ALGORITHMS) + ["winograd4-numpy"]
+ALGO_VARIANTS = list(algo.ALGORITHMS) + ["winograd2-numpy", "winograd4-numpy"]
 
 
 @contextmanager

@@ -159,7 +159,11 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
     # on every such layer.
     per_channel = pixels / min(c, f)
     if per_channel < 0.75:
-        return gemm
+        # ... unless ops.points' kernels run F(2x2)'s GEMMs (float32, numba, few tiles):
+        # VGG's 14x14x512 at batch 1 then ran 1.1-1.3x faster than direct/im2col forward
+        # and backward (benchmarks/RESULTS.md, thirteenth pass).
+        from .winograd import point_gemms
+        return "winograd2" if point_gemms(n, out_h, out_w, c, f, dtype, 2) else gemm
     if per_channel < 1.0:
         return "winograd2"
     return "winograd4"

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import points, transforms2
 from .activation import relu_backward, relu_mask
 from .im2col import bias_grad, scratch
 from .jit import kernels as _jit_kernels
@@ -139,10 +140,28 @@ def _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype):
 
 
 def _kernels(m, dtype):
-    """ops.jit's compiled transforms for F(4x4) in float32/64, else None (NumPy path)."""
-    if m != 4 or np.dtype(dtype) not in (np.float32, np.float64):
+    """The compiled tile transforms for F(m x m) in float32/64 (``ops.jit``'s for F(4x4),
+    ``ops.transforms2``' for F(2x2)), else None (NumPy path)."""
+    if np.dtype(dtype) not in (np.float32, np.float64):
         return None
-    return _jit_kernels()
+    return _jit_kernels() if m == 4 else transforms2.kernels()
+
+
+POINT_TILES = 128  # at most this many tiles in all: one block, its GEMMs ops.points'
+
+
+def _regs(n, th, tw, c, f, dtype) -> bool:
+    """Whether the point GEMMs run in ``ops.points``' register kernels: few tiles (VGG's
+    14x14 and 28x28 layers at batch 1), where the BLAS repacks each point's U for a
+    handful of rows.  All the tiles then form one block, and the kernels cut the points
+    among the threads.  (At 196-256 tiles -- VGG's 56x56 layers at batch 1, CIFAR's 8x8
+    at batch 64 -- the BLAS measured as fast or faster: benchmarks/RESULTS.md.)"""
+    return n * th * tw <= POINT_TILES and points.applies(c, f, dtype)
+
+
+def point_gemms(n, out_h, out_w, c, f, dtype, m) -> bool:
+    """Whether F(m x m)'s point GEMMs of this conv run in ``ops.points``' kernels."""
+    return _regs(n, -(-out_h // m), -(-out_w // m), c, f, dtype)
 
 
 def _row_bytes(m, tw, c, f, dtype):
@@ -170,7 +189,9 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
                              f"{m}, got pool {pool}, relu={relu}")
         pooled = np.empty((n, out_h // ph, out_w // pw, f), dtype)       # (N, PH', PW', F)
         parg = np.empty(pooled.shape, np.uint8)
-    u = weight_transform(w, m, dtype, tag="wino_g")                      # (a*a, C, F)
+    regs = _regs(n, th, tw, c, f, dtype)
+    u = weight_transform(w, m, dtype, tag="wino_g",                     # (a*a, C, F)
+                         layout="panels" if regs else "plain")          # (or its panels)
     out = np.empty((n, out_h, out_w, f), dtype) if pool is None else None  # (N, OH, OW, F)
     kern = _kernels(m, dtype)
     if kern is not None:
@@ -181,7 +202,10 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
         nb, tb = bi.stop - bi.start, bt.stop - bt.start
         v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)            # (a*a, Pb, C)
         mm = scratch("wino_d", (a * a, nb * tb * tw, f), dtype)
-        matmul(v, u, out=mm)                                          # pc,cf -> pf per point
+        if regs:
+            points.matmul_packed(v, u, f, mm)
+        else:
+            matmul(v, u, out=mm)                                      # pc,cf -> pf per point
         r0 = bt.start * m
         rows = min(bt.stop * m, out_h) - r0
         if kern is not None:                        # compiled A^T M A + bias (+ ReLU)
@@ -189,7 +213,7 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
                 kern.output_tiles(mm, tb, tw, bias, relu, out, bi.start, r0, rows, out_w)
                 return
             pr, pc, q0 = rows // ph, out_w // pw, r0 // ph
-            if (ph, pw) == (2, 2):                          # and the pool, in registers
+            if (ph, pw) == (2, 2) and kern.pool_tiles is not None:  # pool in registers
                 kern.pool_tiles(mm, tb, tw, bias, pooled, parg, bi.start, q0, pr, pc)
                 return
             dst = scratch("wino_o", (nb, rows, out_w, f), dtype)
@@ -217,7 +241,8 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
             tile_max_argmax(dst[:, :pr * ph, :pc * pw].reshape(nb, pr, ph, pc, pw, f),
                             out=pooled[bi, q0:q0 + pr], arg=parg[bi, q0:q0 + pr])
 
-    run_blocks(block, _blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
+    run_blocks(block, [(slice(0, n), slice(0, th))] if regs else
+               _blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
     # Keep x and g, not U: training memory stays at the input's size, and backward
     # rebuilds U (or finds it in the cache when the weights have not changed).
     if pool is not None:
@@ -249,9 +274,15 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     db = bias_grad(dout) if has_bias and need[2] and not block_db else None
     if not (need[0] or need[1]):
         return None, None, db
-    ut = (weight_transform(w, m, dtype, promote=False, tag="wino_g").transpose(0, 2, 1)
-          if need[0] else None)                                          # (a*a, F, C)
-    blks = list(_blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw), rounds=2))
+    regs = _regs(n, th, tw, c, f, dtype)
+    ut = None
+    if need[0] and regs:                                                 # U^T's panels
+        ut = weight_transform(w, m, dtype, promote=False, layout="panels_t")
+    elif need[0]:
+        ut = weight_transform(w, m, dtype, promote=False, tag="wino_g").transpose(0, 2, 1)
+    blks = ([(slice(0, n), slice(0, th))] if regs else          # (a*a, F, C)
+            list(_blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw),
+                         rounds=2)))
     kern = _kernels(m, dtype)
     banded = any(bt.stop - bt.start != th for _, bt in blks)
     dx = None
@@ -290,14 +321,21 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
             matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
         if need[1]:
             v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)        # (a*a, Pb, C)
-            if du is None:
-                du = scratch("wino_u", (a * a, c, f), dtype)
-            matmul(v.transpose(0, 2, 1), dm, out=du)                     # cp,pf -> cf per point
+            if regs:                                   # dW itself, kron(G, G)^T folded in
+                points.weight_grad(v, dm, kgt, dw.reshape(9, c, f))
+                du = None
+            else:
+                if du is None:
+                    du = scratch("wino_u", (a * a, c, f), dtype)
+                matmul(v.transpose(0, 2, 1), dm, out=du)                 # cp,pf -> cf per point
         else:
             du = None
         if need[0]:
             dv = scratch("wino_b", (a * a, pb, c), dtype)
-            matmul(dm, ut, out=dv)                                    # pf,fc -> pc per point
+            if regs:
+                points.matmul_packed(dm, ut, c, dv)
+            else:
+                matmul(dm, ut, out=dv)                                # pf,fc -> pc per point
             dg = scratch("wino_a", (nb, tb * m + m, tw * m + m, c), dtype)
             dg[...] = 0
             if kern is not None:                                         # compiled B dV B^T
@@ -313,15 +351,25 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     def lanes(tag):  # the lanes' dU sums live in reused scratch, not fresh memory
         return lambda i, shape, dt: scratch(f"{tag}{i}", shape, dt)
 
-    if banded:  # neighbouring bands of one image share two rows of dx: two rounds
+    dw = None
+    if regs:             # one block; ops.points' kernels cut its GEMMs among the threads
+        kgt = np.ascontiguousarray(kg.T)
+        if need[1]:
+            dw = np.empty((3, 3, c, f), dtype)
+        block(blks[0], None)
+        du = None
+    elif not need[1]:    # dx only: no dU lanes to clear (a*a x C x F each)
+        for part in ((blks[0::2], blks[1::2]) if banded else (blks,)):
+            run_blocks(lambda blk: block(blk, None), part)
+        du = None
+    elif banded:  # neighbouring bands of one image share two rows of dx: two rounds
         du = run_reduce(block, blks[0::2], (a * a, c, f), dtype, buffers=lanes("wino_du"))
         du += run_reduce(block, blks[1::2], (a * a, c, f), dtype, buffers=lanes("wino_dv"))
     else:
         du = run_reduce(block, blks, (a * a, c, f), dtype, buffers=lanes("wino_du"))
     if block_db:                                                         # in block order
         db = np.sum([db_parts[k] for k in sorted(db_parts)], axis=0, dtype=dtype)
-    dw = None
-    if need[1]:
+    if du is not None:
         dw = matmul(kg.T, du.reshape(a * a, c * f)).reshape(3, 3, c, f)  # (3, 3, C, F)
     return dx, dw, db
 

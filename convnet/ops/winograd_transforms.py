@@ -50,45 +50,82 @@ def kron_matrices(m: int, dtype):
 # second forward pass has shown the weights unchanged: the first keeps a copy of the
 # weights, each later call compares them exactly with it (a mismatch is found in the first
 # few values when an optimizer has stepped).  A backward pass may use a kept U but never
-# promotes one (its forward, moments earlier, saw the same weights), so training keeps
+# promotes weights (its forward, moments earlier, saw the same weights), so training keeps
 # small copies only, never U, and a changed array can never be paired with a stale U.
+# U is kept in the layouts asked for: plain for the BLAS, packed into ``ops.points``'
+# panels (U, and U^T for the dx pass) for its kernels; a backward pass adds its layout to
+# weights a forward pass has promoted.
 
 UCACHE_MIN_BYTES = 1 << 20       # smaller transforms are cheaper than the bookkeeping
 UCACHE_MAX_BYTES = 1 << 30       # total U kept, least recently used dropped first
-_ucache: OrderedDict = OrderedDict()
+_ucache: OrderedDict = OrderedDict()   # key -> [weakref to w, copy of w, {layout: U}]
+LAYOUTS = ("plain", "panels", "panels_t")
 
 
-SAME_SPLIT = 1 << 20      # arrays of this many values are compared in bands on the pool
+SAME_SPLIT = 1 << 20      # arrays of this many bytes are compared in bands on the pool
+
+
+def _memcmp():
+    import ctypes
+    try:
+        fn = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+_MEMCMP = _memcmp()
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Bitwise-equal values (a stepped optimizer shows in the first few).  Large arrays
-    are compared band by band on the pool: the comparison is bound by memory bandwidth,
-    which one core cannot use up (VGG's 512-channel weights: 0.85 -> 0.54 ms)."""
-    fa, fb = a.reshape(-1), b.reshape(-1)
-    if not np.array_equal(fa[:256], fb[:256]):
+    """Bitwise-equal arrays (a stepped optimizer shows in the first few values).
+
+    Contiguous arrays are compared with the C library's memcmp, band by band on the
+    pool: the comparison is bound by memory bandwidth, which one core cannot use up,
+    and memcmp makes no temporary (np.array_equal writes a boolean array as large as
+    its inputs, then reads it back: VGG's 512-channel weights took 0.7-1.0 ms that way,
+    0.45-0.5 ms with memcmp on 2 threads)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    if fa.size < SAME_SPLIT:
-        return bool(np.array_equal(fa, fb))
-    return all(run_blocks(lambda s: bool(np.array_equal(fa[s], fb[s])),
-                          bands(fa.size, num_threads())))
+    if _MEMCMP is None or not (a.flags.c_contiguous and b.flags.c_contiguous):
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+        return bool(np.array_equal(a.view(np.uint8), b.view(np.uint8)))
+    pa, pb, size = a.ctypes.data, b.ctypes.data, a.nbytes
+    head = min(size, 1024)
+    if _MEMCMP(pa, pb, head) != 0:
+        return False
+    if size < SAME_SPLIT:
+        return _MEMCMP(pa + head, pb + head, size - head) == 0
+    return all(run_blocks(lambda s: _MEMCMP(pa + s.start, pb + s.start, s.stop - s.start) == 0,
+                          bands(size, num_threads())))
 
 
 def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
-                     tag: str | None = None) -> np.ndarray:
+                     tag: str | None = None, layout: str = "plain") -> np.ndarray:
     """U = kron(G, G) @ g: (a*a, C, F) for F(m x m, 3x3), cached as described above
-    (``promote=False``: a backward pass, which reads the cache but never fills it).
+    (``promote=False``: a backward pass, which never promotes weights to the cache but
+    keeps another layout of weights a forward pass has promoted).
 
-    With ``tag`` a U that is not kept goes into that scratch buffer (valid until the
-    calling thread's next use of the tag) instead of fresh memory."""
+    ``layout``: "plain" (a*a, C, F); "panels", U packed for ``ops.points`` (flat);
+    "panels_t", U^T (a*a, F, C) packed (the dx pass's).  With ``tag`` a plain U that is
+    not kept goes into that scratch buffer (valid until the calling thread's next use of
+    the tag) instead of fresh memory."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"weight_transform: layout must be one of {LAYOUTS}, got {layout!r}")
     _, _, c, f = w.shape
     a2 = (m + 2) ** 2
     kg = kron_matrices(m, dtype)[1]
 
     def transform(keep=False):
-        out = None if keep or tag is None else scratch(tag, (a2, c * f), dtype)
-        return matmul(kg, w.reshape(9, c * f).astype(dtype, copy=False),
-                      out=out).reshape(a2, c, f)
+        out = None if keep or tag is None or layout != "plain" else scratch(
+            tag, (a2, c * f), dtype)
+        u = matmul(kg, w.reshape(9, c * f).astype(dtype, copy=False),
+                   out=out).reshape(a2, c, f)
+        if layout == "plain":
+            return u
+        from .points import pack
+        return pack(u if layout == "panels" else u.transpose(0, 2, 1))
 
     if a2 * c * f * np.dtype(dtype).itemsize < UCACHE_MIN_BYTES:
         return transform()
@@ -96,15 +133,18 @@ def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
     with _ucache_lock:
         entry = _ucache.get(key)
     if entry is not None and entry[0]() is w and _same(entry[1], w):
-        if entry[2] is None and not promote:
+        kept = entry[2]
+        if layout in kept:
+            u = kept[layout]
+        elif kept or promote:            # a second sighting, or another layout promoted
+            u = kept[layout] = transform(keep=True)
+            u.flags.writeable = False
+        else:
             return transform()
-        if entry[2] is None:                                             # second sighting
-            entry[2] = transform(keep=True)
-            entry[2].flags.writeable = False
         with _ucache_lock:
             _ucache.move_to_end(key)
             _trim_ucache()
-        return entry[2]
+        return u
     u = transform()
     if not promote:
         return u
@@ -113,7 +153,7 @@ def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
     except TypeError:
         return u
     with _ucache_lock:
-        _ucache[key] = [ref, w.copy(), None]
+        _ucache[key] = [ref, w.copy(), {}]
         _trim_ucache()
     return u
 
@@ -123,11 +163,15 @@ def _drop(key) -> None:
         _ucache.pop(key, None)
 
 
+def _entry_bytes(entry) -> int:
+    return entry[1].nbytes + sum(u.nbytes for u in entry[2].values())
+
+
 def _trim_ucache():
-    total = sum(e[1].nbytes + (0 if e[2] is None else e[2].nbytes) for e in _ucache.values())
+    total = sum(_entry_bytes(e) for e in _ucache.values())
     while total > UCACHE_MAX_BYTES and len(_ucache) > 1:
-        _, (_, w_copy, u) = _ucache.popitem(last=False)
-        total -= w_copy.nbytes + (0 if u is None else u.nbytes)
+        _, entry = _ucache.popitem(last=False)
+        total -= _entry_bytes(entry)
 
 
 def clear_weight_cache() -> None:

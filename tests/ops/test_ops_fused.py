@@ -141,8 +141,8 @@ def test_equals_the_three_ops_in_turn(name, case):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "winograd4-numpy",
-                                  "toeplitz", "narrow"])
+@pytest.mark.parametrize("name", ["im2col", "winograd2", "winograd4", "winograd2-numpy",
+                                  "winograd4-numpy", "toeplitz", "narrow"])
 def test_matches_torch(name, dtype, torch):
     case = CASES[2]
     x, w, b, dout = make(case, dtype, 3)
@@ -160,8 +160,8 @@ def test_matches_torch(name, dtype, torch):
         np.testing.assert_allclose(g, e, rtol=tol(dtype)["rtol"], atol=atol, err_msg=label)
 
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy", "im2col",
-                                  "toeplitz"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd2-numpy",
+                                  "winograd4-numpy", "im2col", "toeplitz"])
 def test_finite_differences(name):
     case = ((2, 6, 7, 2), (3, 3, 2, 3), ((1, 1), (1, 0)), (2, 2))
     x, w, b, _ = make(case, np.float64, 4)
@@ -191,7 +191,7 @@ def test_gradient_subsets(name, need):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("shape", [(5, 10, 9, 3, 4), (1, 23, 17, 4, 3)],
                          ids=["image-blocks", "row-bands"])
-@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd2-numpy", "winograd4-numpy"])
 def test_blocked_threaded_paths(name, shape, threads, monkeypatch):
     """Tiny blocks force many image blocks or row bands of one image (whose dx rows
     overlap): the result equals the reference and repeats bit for bit."""
@@ -256,8 +256,8 @@ def test_banded_gemm_pools_in_blocks_with_stride_and_dilation(stride, dilation, 
     np.testing.assert_array_equal(out, again)
 
 
-@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd4-numpy", "im2col",
-                                  "toeplitz", "narrow"])
+@pytest.mark.parametrize("name", ["winograd2", "winograd4", "winograd2-numpy",
+                                  "winograd4-numpy", "im2col", "toeplitz", "narrow"])
 def test_non_finite_gradients_of_closed_windows_are_dropped(name):
     """torch's rule: a window whose max is 0 (its ReLU closed) passes nothing, even an
     inf or NaN gradient (``dout * 0`` would have made NaN of it)."""

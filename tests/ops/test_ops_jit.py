@@ -1,7 +1,8 @@
-"""ops.jit: the compiled Winograd F(4x4) tile transforms, each against the Kronecker
-matrices of ops.winograd_transforms applied in NumPy (their definition), on random data
-with partial tiles and offsets; the switch; and that ops.winograd really uses them.
-(The conv-level oracle tests run "winograd4" compiled and "winograd4-numpy" both.)"""
+"""ops.jit: the compiled Winograd F(4x4) tile transforms and ops.transforms2's F(2x2)
+ones, each against the Kronecker matrices of ops.winograd_transforms applied in NumPy
+(their definition), on random data with partial tiles and offsets; the switch; and that
+ops.winograd really uses them.  (The conv-level oracle tests run "winograd2" and
+"winograd4" compiled and "winograd2-numpy" and "winograd4-numpy" both.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import types
 import numpy as np
 import pytest
 
-from convnet.ops import algo, jit, winograd
+from convnet.ops import algo, jit, transforms2, winograd
 from convnet.ops.conv import conv2d_backward, conv2d_forward
 from convnet.ops.winograd_transforms import kron_matrices
 
@@ -22,15 +23,22 @@ pytest.importorskip("numba", reason="numba (convnet[fast]) is not installed")
 DTYPES = [np.float32, np.float64]
 
 
-def tiles(grid, tb, tw):
-    """(36, Nb*TB*TW, C): the overlapping 6x6 tiles of grid at stride 4, tile-major."""
-    nb, c = grid.shape[0], grid.shape[3]
-    out = np.empty((6, 6, nb, tb, tw, c), grid.dtype)
+def tiles(grid, tb, tw, m=4):
+    """(a*a, Nb*TB*TW, C): the overlapping a x a tiles of grid at stride m, tile-major."""
+    nb, c, a = grid.shape[0], grid.shape[3], m + 2
+    out = np.empty((a, a, nb, tb, tw, c), grid.dtype)
     for ty in range(tb):
         for tx in range(tw):
-            tile = grid[:, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]            # (Nb, 6, 6, C)
+            tile = grid[:, m * ty:m * ty + a, m * tx:m * tx + a]            # (Nb, a, a, C)
             out[:, :, :, ty, tx] = tile.transpose(1, 2, 0, 3)
-    return out.reshape(36, nb * tb * tw, c)
+    return out.reshape(a * a, nb * tb * tw, c)
+
+
+def kernels(m):
+    return jit.kernels() if m == 4 else transforms2.kernels()
+
+
+M = pytest.mark.parametrize("m", [2, 4])
 
 
 def untile(y, nb, tb, tw):
@@ -41,28 +49,31 @@ def untile(y, nb, tb, tw):
             .reshape(nb, tb * m, tw * m, f))
 
 
+@M
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_input_tiles_is_kron_bt_on_the_gathered_tiles(dtype, rng):
-    k = jit.kernels()
-    kb = kron_matrices(4, dtype)[0]
+def test_input_tiles_is_kron_bt_on_the_gathered_tiles(dtype, m, rng):
+    k = kernels(m)
+    kb = kron_matrices(m, dtype)[0]
     nb, tb, tw, c = 2, 3, 5, 7
-    grid = rng.standard_normal((nb, 4 * tb + 2, 4 * tw + 2, c)).astype(dtype)
-    v = np.full((36, nb * tb * tw, c), np.nan, dtype)
+    grid = rng.standard_normal((nb, m * tb + 2, m * tw + 2, c)).astype(dtype)
+    v = np.full(((m + 2) ** 2, nb * tb * tw, c), np.nan, dtype)
     k.input_tiles(grid, tb, tw, v)
-    want = np.einsum("ij,jpc->ipc", kb.astype(np.float64), tiles(grid, tb, tw))
+    want = np.einsum("ij,jpc->ipc", kb.astype(np.float64), tiles(grid, tb, tw, m))
     np.testing.assert_allclose(v, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@M
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_output_tiles_is_kron_at_plus_bias_clipped_at_offsets(dtype, relu, rng):
+def test_output_tiles_is_kron_at_plus_bias_clipped_at_offsets(dtype, relu, m, rng):
     """Rows and columns past (rows, cols) are not written; n0, r0 place the block."""
-    k = jit.kernels()
-    ka = kron_matrices(4, dtype)[2]
+    k = kernels(m)
+    ka = kron_matrices(m, dtype)[2]
     nb, tb, tw, f = 2, 3, 4, 5
-    rows, cols, n0, r0 = 10, 14, 1, 3                    # the last tile row and column clipped
-    mm = rng.standard_normal((36, nb * tb * tw, f)).astype(dtype)
+    rows, cols = (10, 14) if m == 4 else (5, 7)          # the last tile row and column clipped
+    n0, r0 = 1, 3
+    mm = rng.standard_normal(((m + 2) ** 2, nb * tb * tw, f)).astype(dtype)
     bias = rng.standard_normal(f).astype(dtype)
     out = np.full((4, 16, 15, f), 7.0, dtype)
     k.output_tiles(mm, tb, tw, bias, relu, out, n0, r0, rows, cols)
@@ -76,12 +87,13 @@ def test_output_tiles_is_kron_at_plus_bias_clipped_at_offsets(dtype, relu, rng):
                                atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
-def test_output_tiles_relu_keeps_nan_and_zeroes_negatives():
-    k = jit.kernels()
-    mm = np.zeros((36, 1, 3), np.float32)
+@M
+def test_output_tiles_relu_keeps_nan_and_zeroes_negatives(m):
+    k = kernels(m)
+    mm = np.zeros(((m + 2) ** 2, 1, 3), np.float32)
     mm[0, 0] = [np.nan, -2.0, 3.0]                       # point (0, 0) feeds output (0, 0)
-    out = np.empty((1, 4, 4, 3), np.float32)
-    k.output_tiles(mm, 1, 1, np.zeros(3, np.float32), True, out, 0, 0, 4, 4)
+    out = np.empty((1, m, m, 3), np.float32)
+    k.output_tiles(mm, 1, 1, np.zeros(3, np.float32), True, out, 0, 0, m, m)
     assert np.isnan(out[0, 0, 0, 0]) and out[0, 0, 0, 1] == 0 and out[0, 0, 0, 2] == 3
 
 
@@ -114,35 +126,38 @@ def test_pool_tiles_is_relu_then_max_pool_with_torchs_argmax(dtype, rng):
     np.testing.assert_array_equal(arg, expect_arg)
 
 
+@M
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_grad_tiles_is_kron_a_on_each_output_tile(dtype, rng):
-    k = jit.kernels()
-    ka = kron_matrices(4, dtype)[2]
+def test_grad_tiles_is_kron_a_on_each_output_tile(dtype, m, rng):
+    k = kernels(m)
+    ka = kron_matrices(m, dtype)[2]
     nb, tb, tw, f = 2, 3, 2, 9
-    dy = rng.standard_normal((nb, 4 * tb, 4 * tw, f)).astype(dtype)
-    dm = np.full((36, nb * tb * tw, f), np.nan, dtype)
+    dy = rng.standard_normal((nb, m * tb, m * tw, f)).astype(dtype)
+    dm = np.full(((m + 2) ** 2, nb * tb * tw, f), np.nan, dtype)
     k.grad_tiles(dy, tb, tw, dm)
-    dyt = dy.reshape(nb, tb, 4, tw, 4, f).transpose(2, 4, 0, 1, 3, 5).reshape(16, -1, f)
+    dyt = dy.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5).reshape(m * m, -1, f)
     want = np.einsum("ji,jpf->ipf", ka.astype(np.float64), dyt)
     np.testing.assert_allclose(dm, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@M
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_add_tiles_adds_kron_b_tiles_with_their_overlaps(dtype, rng):
-    k = jit.kernels()
-    kb = kron_matrices(4, dtype)[0]
+def test_add_tiles_adds_kron_b_tiles_with_their_overlaps(dtype, m, rng):
+    k = kernels(m)
+    kb = kron_matrices(m, dtype)[0]
+    a = m + 2
     nb, tb, tw, c = 2, 3, 4, 5
-    dv = rng.standard_normal((36, nb * tb * tw, c)).astype(dtype)
-    start = rng.standard_normal((nb, 4 * tb + 4, 4 * tw + 4, c)).astype(dtype)
+    dv = rng.standard_normal((a * a, nb * tb * tw, c)).astype(dtype)
+    start = rng.standard_normal((nb, m * tb + m, m * tw + m, c)).astype(dtype)
     dg = start.copy()
     k.add_tiles(dv, tb, tw, dg)
-    dd = np.einsum("ji,jpc->ipc", kb.astype(np.float64), dv).reshape(6, 6, nb, tb, tw, c)
+    dd = np.einsum("ji,jpc->ipc", kb.astype(np.float64), dv).reshape(a, a, nb, tb, tw, c)
     want = start.astype(np.float64)
     for ty in range(tb):                                  # one tile at a time, by definition
         for tx in range(tw):
-            tile = dd[:, :, :, ty, tx].transpose(2, 0, 1, 3)              # (Nb, 6, 6, C)
-            want[:, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6] += tile
+            tile = dd[:, :, :, ty, tx].transpose(2, 0, 1, 3)              # (Nb, a, a, C)
+            want[:, m * ty:m * ty + a, m * tx:m * tx + a] += tile
     np.testing.assert_allclose(dg, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
 
@@ -182,12 +197,15 @@ def test_winograd_runs_the_kernels_when_enabled_and_numpy_when_not(monkeypatch, 
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
-def test_float16_and_winograd2_stay_in_numpy(monkeypatch, rng):
+def test_float16_stays_in_numpy_and_each_tile_size_has_its_kernels(monkeypatch, rng):
     assert winograd._kernels(4, np.float16) is None
-    assert winograd._kernels(2, np.float32) is None
+    assert winograd._kernels(2, np.float16) is None
+    assert winograd._kernels(2, np.float32) is transforms2.kernels() is not None
     assert winograd._kernels(4, np.float32) is jit.kernels()
+    assert transforms2.kernels().pool_tiles is None      # F(2x2)'s pool: NumPy's scan
     with jit.use(False):
         assert winograd._kernels(4, np.float32) is None
+        assert winograd._kernels(2, np.float32) is None
 
 
 def test_without_numba_the_numpy_path_runs(monkeypatch, rng):

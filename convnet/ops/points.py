@@ -1,0 +1,239 @@
+"""Winograd's point GEMMs in register blocks (float32, with numba).
+
+Notation as in ``ops.winograd``: T = a*a transform points, P tiles, C input and F output
+channels.  Each point t is one small GEMM:
+
+    forward     M[t]  (P, F) = V[t] (P, C) @ U[t] (C, F)
+    dx          dV[t] (P, C) = dM[t] (P, F) @ U[t]^T (F, C)
+    dW          dU[t] (C, F) = V[t]^T (C, P) @ dM[t] (P, F),  then dg = kron(G, G)^T dU
+
+With few tiles -- VGG-16's 14x14 and 28x28 layers at batch 1: 49 or 196 tiles of
+F(2x2), 16 or 49 of F(4x4) -- the BLAS does these badly: for each of the T GEMMs it
+packs all of U[t] (C x F, a megabyte at 512 x 512) to use it for only P rows.  On 2
+cores, 16 x (49 x 512 @ 512 x 512) ran at 138-146 GFLOP/s in OpenBLAS and 190-200
+here; 36 x (16 x 512 @ 512 x 512) at 94-107 against 140-150 (benchmarks/RESULTS.md,
+thirteenth pass).  Here U is packed once, when it is made (and kept with the weights,
+``winograd_transforms``), into panels of ``lanes`` output channels ([t][chunk][k][lanes]:
+one panel's rows lie next to each other, where U's own layout puts them F floats apart),
+and ``nn`` keeps a block of 6 rows x ``lanes`` outputs in vector registers (24 of the 32
+AVX-512 registers at 64 lanes) for the whole sum over k, as ``ops.direct``'s deep kernel
+does:
+
+    for each point t and each chunk of ``lanes`` columns:
+        for each block of 6 rows p (a short last block repeats its last row):
+            acc_i = 0
+            for k:  w = panel[k];  acc_i += A[t, p_i, k] * w      # 1 load, 6 FMAs
+            out[t, p_i, chunk] = acc_i
+
+``grad`` makes dW: each dU[t] has only P terms per output, so its (T, C, F) products --
+16 MB at 512 x 512 -- cost more to write and read back for the fold into 9 taps than to
+compute (the BLAS's du and the fold took 4.9 ms, this 3.0-3.5).  So per chunk of F and
+block of K_BLOCK rows of C it sums every point's 6 x ``lanes`` register blocks over the
+tiles (dM's rows for one point and chunk, P x lanes floats, stay in L1), parks them in a
+T x K_BLOCK x lanes buffer (in L2), and folds that into the 9 taps before moving on.
+
+The threads take the points (nn: T is 16 or 36) or the chunks of F (grad).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import jit
+from .threads import bands, num_threads, run_blocks
+
+ROWS = 6    # rows per register block (6 x 64 lanes: 24 zmm accumulators)
+K_BLOCK = 64  # weight_grad: rows of every point's product kept at once (T x 64 x lanes)
+_built: dict = {}
+
+
+def applies(c: int, f: int, dtype) -> bool:
+    """Whether the kernels can run GEMMs over ``c`` and ``f`` channels in ``dtype``."""
+    return (np.dtype(dtype) == np.float32 and c % 16 == 0 and f % 16 == 0
+            and jit.enabled())
+
+
+def chunks(n: int) -> list[tuple[int, int]]:
+    """(first column, lanes) chunks of n (a multiple of 16): 64 wide, then 32, then 16."""
+    out, n0 = [], 0
+    for lanes in (64, 32, 16):
+        while n - n0 >= lanes:
+            out.append((n0, lanes))
+            n0 += lanes
+            if lanes < 64:
+                break
+    return out
+
+
+def pack(b: np.ndarray) -> np.ndarray:
+    """(T, K, N) -> its panels, flat: chunk (n0, lanes) of point t at t*K*N + K*n0,
+    laid out [k][lanes]."""
+    t, k, n = b.shape
+    out = np.empty(t * k * n, b.dtype)
+    view = out.reshape(t, k * n)
+    for n0, lanes in chunks(n):
+        np.copyto(view[:, k * n0:k * (n0 + lanes)].reshape(t, k, lanes),
+                  b[:, :, n0:n0 + lanes])
+    return out
+
+
+def _kernels(lanes: int):
+    return jit.built(_built, lanes, lambda: _build(lanes))
+
+
+def _build(lanes):
+    from numba import njit
+
+    from .simd import vbcast, vfma, vload, vsplat, vstore
+
+    @njit(nogil=True, cache=False)
+    def nn(a, panels, out, p_, k_, n_, t0, t1, n0, n1):
+        """out[t, :, n0:n1] = a[t] @ B[t][:, n0:n1] for t0 <= t < t1 (chunks of lanes)."""
+        zero = vsplat(np.float32(0), lanes)
+        for t in range(t0, t1):
+            for c0 in range(n0, n1, lanes):
+                w0 = t * k_ * n_ + k_ * c0
+                for p0 in range(0, p_, 6):
+                    last = min(6, p_ - p0) - 1
+                    r0 = (t * p_ + p0) * k_
+                    r1, r2 = r0 + min(1, last) * k_, r0 + min(2, last) * k_
+                    r3, r4 = r0 + min(3, last) * k_, r0 + min(4, last) * k_
+                    r5 = r0 + last * k_
+                    a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+                    w = w0
+                    for k in range(k_):
+                        wv = vload(panels, w, lanes)
+                        a0 = vfma(vbcast(a, r0 + k, lanes), wv, a0)
+                        a1 = vfma(vbcast(a, r1 + k, lanes), wv, a1)
+                        a2 = vfma(vbcast(a, r2 + k, lanes), wv, a2)
+                        a3 = vfma(vbcast(a, r3 + k, lanes), wv, a3)
+                        a4 = vfma(vbcast(a, r4 + k, lanes), wv, a4)
+                        a5 = vfma(vbcast(a, r5 + k, lanes), wv, a5)
+                        w += lanes
+                    o0 = (t * p_ + p0) * n_ + c0
+                    # a short block stores its repeated row last, with its own value
+                    vstore(out, o0 + last * n_, a5)
+                    vstore(out, o0 + min(4, last) * n_, a4)
+                    vstore(out, o0 + min(3, last) * n_, a3)
+                    vstore(out, o0 + min(2, last) * n_, a2)
+                    vstore(out, o0 + min(1, last) * n_, a1)
+                    vstore(out, o0, a0)
+
+    @njit(nogil=True, cache=False)
+    def grad(a, b, gt, out, p_, k_, n_, t_, n0, n1, buf, kblock):
+        """out[q][:, n0:n1] = sum_t gt[q, t] * (a[t]^T @ b[t])[:, n0:n1] for the 9 taps q:
+        a (T, P, K), b (T, P, N), gt (9, T), out (9, K, N).  Per chunk and block of
+        ``kblock`` rows, every point's product goes to ``buf`` (T x kblock x lanes, in
+        L2) and is folded into the 9 taps from there."""
+        zero = vsplat(np.float32(0), lanes)
+        for c0 in range(n0, n1, lanes):
+            for kb in range(0, k_, kblock):
+                ke = min(kb + kblock, k_)
+                for t in range(t_):
+                    for k0 in range(kb, ke, 6):
+                        last = min(6, ke - k0) - 1
+                        a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+                        r = t * p_ * k_ + k0
+                        s = t * p_ * n_ + c0
+                        for _ in range(p_):
+                            bv = vload(b, s, lanes)
+                            a0 = vfma(vbcast(a, r, lanes), bv, a0)
+                            a1 = vfma(vbcast(a, r + min(1, last), lanes), bv, a1)
+                            a2 = vfma(vbcast(a, r + min(2, last), lanes), bv, a2)
+                            a3 = vfma(vbcast(a, r + min(3, last), lanes), bv, a3)
+                            a4 = vfma(vbcast(a, r + min(4, last), lanes), bv, a4)
+                            a5 = vfma(vbcast(a, r + last, lanes), bv, a5)
+                            r += k_
+                            s += n_
+                        o0 = (t * kblock + k0 - kb) * lanes
+                        vstore(buf, o0 + last * lanes, a5)
+                        vstore(buf, o0 + min(4, last) * lanes, a4)
+                        vstore(buf, o0 + min(3, last) * lanes, a3)
+                        vstore(buf, o0 + min(2, last) * lanes, a2)
+                        vstore(buf, o0 + min(1, last) * lanes, a1)
+                        vstore(buf, o0, a0)
+                for k in range(kb, ke):                 # dg = kron(G, G)^T dU
+                    for q in range(9):
+                        acc = zero
+                        for t in range(t_):
+                            g = gt[q * t_ + t]
+                            if g != 0:
+                                acc = vfma(vsplat(g, lanes),
+                                           vload(buf, (t * kblock + k - kb) * lanes, lanes),
+                                           acc)
+                        vstore(out, (q * k_ + k) * n_ + c0, acc)
+
+    return nn, grad
+
+
+def _check(name, arr, shape):
+    if arr.dtype != np.float32 or arr.shape != shape or not arr.flags.c_contiguous:
+        raise ValueError(f"points.{name}: expected a C-contiguous float32 array of shape "
+                         f"{shape}, got {arr.dtype} {arr.shape}"
+                         f"{'' if arr.flags.c_contiguous else ' (not contiguous)'}")
+
+
+def _runs(n):
+    """(first, end, lanes): runs of equal-width chunks of n."""
+    runs = []                               # (first, end, lanes): equal-width chunk runs
+    for n0, lanes in chunks(n):
+        if runs and runs[-1][2] == lanes:
+            runs[-1] = (runs[-1][0], n0 + lanes, lanes)
+        else:
+            runs.append((n0, n0 + lanes, lanes))
+    return runs
+
+
+def _run(a, b, out, p, k, n):
+    """The nn kernel over every point, the points cut among the threads; each thread
+    runs every chunk of its points."""
+    t = out.shape[0]
+    runs = _runs(n)
+    af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    kernels = [(lo, hi, _kernels(lanes)[0]) for lo, hi, lanes in runs]
+
+    def block(s):
+        for lo, hi, kern in kernels:
+            kern(af, bf, of, p, k, n, s.start, s.stop, lo, hi)
+
+    run_blocks(block, bands(t, min(t, num_threads())))
+    return out
+
+
+def matmul_packed(a: np.ndarray, panels: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+    """out[t] = a[t] @ B[t] for every point t: a (T, P, K), ``panels`` = pack(B) with B
+    (T, K, N), out (T, P, N); float32, contiguous."""
+    t, p, k = a.shape
+    _check("matmul_packed", a, (t, p, k))
+    _check("matmul_packed", panels, (t * k * n,))
+    _check("matmul_packed", out, (t, p, n))
+    return _run(a, panels, out, p, k, n)
+
+
+def weight_grad(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[q] = sum_t gt[q, t] * a[t]^T @ b[t]: Winograd's dW, kron(G, G)^T applied to the
+    points' products as they are made (no (T, K, N) intermediate).  a (T, P, K),
+    b (T, P, N), gt (9, T), out (9, K, N); float32, contiguous.  The threads take
+    chunks of N (each chunk's 9 x K x lanes outputs are one thread's)."""
+    t, p, k = a.shape
+    n = b.shape[2]
+    _check("weight_grad", a, (t, p, k))
+    _check("weight_grad", b, (t, p, n))
+    _check("weight_grad", gt, (9, t))
+    _check("weight_grad", out, (9, k, n))
+    af, bf, gf, of = a.reshape(-1), b.reshape(-1), gt.reshape(-1), out.reshape(-1)
+    kblock = K_BLOCK
+    runs = _runs(n)
+    parts = chunks(n)       # the threads take equal shares of the chunks
+    blocks = bands(len(parts), min(len(parts), num_threads()))
+
+    def block(s):
+        buf = np.empty(t * kblock * 64, np.float32)
+        first, end = parts[s.start][0], parts[s.stop - 1][0] + parts[s.stop - 1][1]
+        for lo, hi, lanes in runs:
+            lo, hi = max(lo, first), min(hi, end)
+            if lo < hi:
+                _kernels(lanes)[1](af, bf, gf, of, p, k, n, t, lo, hi, buf, kblock)
+
+    run_blocks(block, blocks)
+    return out
