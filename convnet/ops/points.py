@@ -27,10 +27,12 @@ does:
 
 ``grad`` makes dW: each dU[t] has only P terms per output, so its (T, C, F) products --
 16 MB at 512 x 512 -- cost more to write and read back for the fold into 9 taps than to
-compute (the BLAS's du and the fold took 4.9 ms, this 3.0-3.5).  So per chunk of F and
-block of K_BLOCK rows of C it sums every point's 6 x ``lanes`` register blocks over the
-tiles (dM's rows for one point and chunk, P x lanes floats, stay in L1), parks them in a
-T x K_BLOCK x lanes buffer (in L2), and folds that into the 9 taps before moving on.
+compute (the BLAS's dU and the fold took 4.9 ms).  So per chunk of F and block of
+K_BLOCK rows of C, ``rows`` sums every point's 6 x ``lanes`` register blocks over the
+tiles (dM's panel for one point and chunk, P x lanes floats, stays in L1) into a
+T x K_BLOCK x lanes buffer (in L1/L2), and ``fold`` adds that into the 9 taps through
+kron(G, G)^T's nonzeros (64 of 144 for F(2x2), 196 of 324 for F(4x4)) before moving on;
+only dW itself (9 x C x F) is written.
 
 The threads take the points (nn: T is 16 or 36) or the chunks of F (grad).
 """
@@ -40,10 +42,11 @@ from __future__ import annotations
 import numpy as np
 
 from . import jit
+from .im2col import scratch
 from .threads import bands, num_threads, run_blocks
 
 ROWS = 6    # rows per register block (6 x 64 lanes: 24 zmm accumulators)
-K_BLOCK = 64  # weight_grad: rows of every point's product kept at once (T x 64 x lanes)
+K_BLOCK = 24  # weight_grad: rows of every point's product kept at once (T x 24 x lanes)
 _built: dict = {}
 
 
@@ -65,11 +68,12 @@ def chunks(n: int) -> list[tuple[int, int]]:
     return out
 
 
-def pack(b: np.ndarray) -> np.ndarray:
+def pack(b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """(T, K, N) -> its panels, flat: chunk (n0, lanes) of point t at t*K*N + K*n0,
-    laid out [k][lanes]."""
+    laid out [k][lanes] (into ``out``, T*K*N values, when given)."""
     t, k, n = b.shape
-    out = np.empty(t * k * n, b.dtype)
+    if out is None:
+        out = np.empty(t * k * n, b.dtype)
     view = out.reshape(t, k * n)
     for n0, lanes in chunks(n):
         np.copyto(view[:, k * n0:k * (n0 + lanes)].reshape(t, k, lanes),
@@ -120,48 +124,59 @@ def _build(lanes):
                     vstore(out, o0, a0)
 
     @njit(nogil=True, cache=False)
-    def grad(a, b, gt, out, p_, k_, n_, t_, n0, n1, buf, kblock):
-        """out[q][:, n0:n1] = sum_t gt[q, t] * (a[t]^T @ b[t])[:, n0:n1] for the 9 taps q:
-        a (T, P, K), b (T, P, N), gt (9, T), out (9, K, N).  Per chunk and block of
-        ``kblock`` rows, every point's product goes to ``buf`` (T x kblock x lanes, in
-        L2) and is folded into the 9 taps from there."""
+    def rows(a, bp, buf, p_, k_, n_, t, c0, kb, ke, kblock):
+        """buf[t][k - kb] = (A[t]^T @ B[t])[k, c0:c0 + lanes] for kb <= k < ke: A (T, P,
+        K), ``bp`` B packed (T, P, N panels), ``buf`` T x kblock x lanes.  (A function
+        of its own: inlined into ``grad``'s loops, LLVM kept the accumulators in
+        registers less well -- 70 against 110 GFLOP/s per core.)"""
         zero = vsplat(np.float32(0), lanes)
+        w0 = t * p_ * n_ + p_ * c0
+        for k0 in range(kb, ke, 6):
+            last = min(6, ke - k0) - 1
+            r = t * p_ * k_ + k0
+            a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+            w = w0
+            for _ in range(p_):
+                wv = vload(bp, w, lanes)
+                a0 = vfma(vbcast(a, r, lanes), wv, a0)
+                a1 = vfma(vbcast(a, r + min(1, last), lanes), wv, a1)
+                a2 = vfma(vbcast(a, r + min(2, last), lanes), wv, a2)
+                a3 = vfma(vbcast(a, r + min(3, last), lanes), wv, a3)
+                a4 = vfma(vbcast(a, r + min(4, last), lanes), wv, a4)
+                a5 = vfma(vbcast(a, r + last, lanes), wv, a5)
+                r += k_
+                w += lanes
+            o0 = (t * kblock + k0 - kb) * lanes
+            vstore(buf, o0 + last * lanes, a5)
+            vstore(buf, o0 + min(4, last) * lanes, a4)
+            vstore(buf, o0 + min(3, last) * lanes, a3)
+            vstore(buf, o0 + min(2, last) * lanes, a2)
+            vstore(buf, o0 + min(1, last) * lanes, a1)
+            vstore(buf, o0, a0)
+
+    @njit(nogil=True, cache=False)
+    def fold(buf, nz_start, nz_t, nz_g, out, k_, n_, c0, kb, ke, kblock):
+        """out[q, k, c0:c0 + lanes] = sum over the nonzeros g of gt[q] of g * buf[t][k - kb]."""
+        zero = vsplat(np.float32(0), lanes)
+        for k in range(kb, ke):
+            for q in range(9):
+                acc = zero
+                for j in range(nz_start[q], nz_start[q + 1]):
+                    acc = vfma(vsplat(nz_g[j], lanes),
+                               vload(buf, (nz_t[j] * kblock + k - kb) * lanes, lanes), acc)
+                vstore(out, (q * k_ + k) * n_ + c0, acc)
+
+    @njit(nogil=True, cache=False)
+    def grad(a, bp, nz_start, nz_t, nz_g, out, p_, k_, n_, t_, n0, n1, buf, kblock):
+        """out[q][:, n0:n1] = sum_t gt[q, t] * (A[t]^T @ B[t])[:, n0:n1] for the 9 taps q
+        (gt given by its nonzeros, row by row): per chunk and block of ``kblock`` rows,
+        every point's product goes to ``buf``, then is folded into the taps."""
         for c0 in range(n0, n1, lanes):
             for kb in range(0, k_, kblock):
                 ke = min(kb + kblock, k_)
                 for t in range(t_):
-                    for k0 in range(kb, ke, 6):
-                        last = min(6, ke - k0) - 1
-                        a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
-                        r = t * p_ * k_ + k0
-                        s = t * p_ * n_ + c0
-                        for _ in range(p_):
-                            bv = vload(b, s, lanes)
-                            a0 = vfma(vbcast(a, r, lanes), bv, a0)
-                            a1 = vfma(vbcast(a, r + min(1, last), lanes), bv, a1)
-                            a2 = vfma(vbcast(a, r + min(2, last), lanes), bv, a2)
-                            a3 = vfma(vbcast(a, r + min(3, last), lanes), bv, a3)
-                            a4 = vfma(vbcast(a, r + min(4, last), lanes), bv, a4)
-                            a5 = vfma(vbcast(a, r + last, lanes), bv, a5)
-                            r += k_
-                            s += n_
-                        o0 = (t * kblock + k0 - kb) * lanes
-                        vstore(buf, o0 + last * lanes, a5)
-                        vstore(buf, o0 + min(4, last) * lanes, a4)
-                        vstore(buf, o0 + min(3, last) * lanes, a3)
-                        vstore(buf, o0 + min(2, last) * lanes, a2)
-                        vstore(buf, o0 + min(1, last) * lanes, a1)
-                        vstore(buf, o0, a0)
-                for k in range(kb, ke):                 # dg = kron(G, G)^T dU
-                    for q in range(9):
-                        acc = zero
-                        for t in range(t_):
-                            g = gt[q * t_ + t]
-                            if g != 0:
-                                acc = vfma(vsplat(g, lanes),
-                                           vload(buf, (t * kblock + k - kb) * lanes, lanes),
-                                           acc)
-                        vstore(out, (q * k_ + k) * n_ + c0, acc)
+                    rows(a, bp, buf, p_, k_, n_, t, c0, kb, ke, kblock)
+                fold(buf, nz_start, nz_t, nz_g, out, k_, n_, c0, kb, ke, kblock)
 
     return nn, grad
 
@@ -221,7 +236,12 @@ def weight_grad(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray) -
     _check("weight_grad", b, (t, p, n))
     _check("weight_grad", gt, (9, t))
     _check("weight_grad", out, (9, k, n))
-    af, bf, gf, of = a.reshape(-1), b.reshape(-1), gt.reshape(-1), out.reshape(-1)
+    bp = pack(b, scratch("points_bp", (t * p * n,), np.float32))      # [t][chunk][p][lanes]
+    nz_q, nz_t = np.nonzero(gt)                         # gt's nonzeros, tap by tap
+    nz_g = np.ascontiguousarray(gt[nz_q, nz_t])
+    nz_start = np.searchsorted(nz_q, np.arange(10)).astype(np.int64)
+    nz_t = nz_t.astype(np.int64)
+    af, of = a.reshape(-1), out.reshape(-1)
     kblock = K_BLOCK
     runs = _runs(n)
     parts = chunks(n)       # the threads take equal shares of the chunks
@@ -233,7 +253,8 @@ def weight_grad(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray) -
         for lo, hi, lanes in runs:
             lo, hi = max(lo, first), min(hi, end)
             if lo < hi:
-                _kernels(lanes)[1](af, bf, gf, of, p, k, n, t, lo, hi, buf, kblock)
+                _kernels(lanes)[1](af, bp, nz_start, nz_t, nz_g, of, p, k, n, t, lo, hi,
+                                   buf, kblock)
 
     run_blocks(block, blocks)
     return out
