@@ -190,8 +190,9 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
         pooled = np.empty((n, out_h // ph, out_w // pw, f), dtype)       # (N, PH', PW', F)
         parg = np.empty(pooled.shape, np.uint8)
     regs = _regs(n, th, tw, c, f, dtype)
-    u = weight_transform(w, m, dtype, tag="wino_g",                     # (a*a, C, F)
-                         layout="panels" if regs else "plain")          # (or its panels)
+    u, seen = weight_transform(w, m, dtype, tag="wino_g",               # (a*a, C, F)
+                               layout="panels" if regs else "plain",    # (or its panels)
+                               with_entry=True)
     out = np.empty((n, out_h, out_w, f), dtype) if pool is None else None  # (N, OH, OW, F)
     kern = _kernels(m, dtype)
     if kern is not None:
@@ -244,10 +245,10 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
     run_blocks(block, [(slice(0, n), slice(0, th))] if regs else
                _blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw)))
     # Keep x and g, not U: training memory stays at the input's size, and backward
-    # rebuilds U (or finds it in the cache when the weights have not changed).
+    # rebuilds U (or finds it in the cache, through the entry this forward checked).
     if pool is not None:
-        return pooled, (x, w, pads, m, b is not None, (tuple(pool), pooled, parg))
-    return out, (x, w, pads, m, b is not None, None)
+        return pooled, (x, w, pads, m, b is not None, (tuple(pool), pooled, parg), seen)
+    return out, (x, w, pads, m, b is not None, None, seen)
 
 
 def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
@@ -256,7 +257,7 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     ``relu_out``, the output of a ReLU applied to this conv's output, makes it the
     backward of the pair: each block of dout is masked as it is loaded (in cache), and
     db is summed from the masked blocks."""
-    x, w, pads, m, has_bias, fused = cache
+    x, w, pads, m, has_bias, fused, seen = cache
     n, h, wd, c, f, pt, pl, out_h, out_w, th, tw = _plan(x.shape, w.shape, pads, m)
     a = m + 2
     dtype = np.result_type(x.dtype, w.dtype, dout.dtype)
@@ -277,9 +278,10 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     regs = _regs(n, th, tw, c, f, dtype)
     ut = None
     if need[0] and regs:                                                 # U^T's panels
-        ut = weight_transform(w, m, dtype, promote=False, layout="panels_t")
+        ut = weight_transform(w, m, dtype, promote=False, layout="panels_t", seen=seen)
     elif need[0]:
-        ut = weight_transform(w, m, dtype, promote=False, tag="wino_g").transpose(0, 2, 1)
+        ut = weight_transform(w, m, dtype, promote=False, tag="wino_g",
+                              seen=seen).transpose(0, 2, 1)
     blks = ([(slice(0, n), slice(0, th))] if regs else          # (a*a, F, C)
             list(_blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw),
                          rounds=2)))

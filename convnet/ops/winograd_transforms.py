@@ -60,6 +60,7 @@ UCACHE_MIN_BYTES = 1 << 20       # smaller transforms are cheaper than the bookk
 UCACHE_MAX_BYTES = 1 << 30       # total U kept, least recently used dropped first
 _ucache: OrderedDict = OrderedDict()   # key -> [weakref to w, copy of w, {layout: U}]
 LAYOUTS = ("plain", "panels", "panels_t")
+_UNSEEN = object()      # weight_transform's ``seen`` not given
 
 
 SAME_SPLIT = 1 << 20      # arrays of this many bytes are compared in bands on the pool
@@ -102,7 +103,8 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
-                     tag: str | None = None, layout: str = "plain") -> np.ndarray:
+                     tag: str | None = None, layout: str = "plain", seen=_UNSEEN,
+                     with_entry: bool = False):
     """U = kron(G, G) @ g: (a*a, C, F) for F(m x m, 3x3), cached as described above
     (``promote=False``: a backward pass, which never promotes weights to the cache but
     keeps another layout of weights a forward pass has promoted).
@@ -110,29 +112,52 @@ def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
     ``layout``: "plain" (a*a, C, F); "panels", U packed for ``ops.points`` (flat);
     "panels_t", U^T (a*a, F, C) packed (the dx pass's).  With ``tag`` a plain U that is
     not kept goes into that scratch buffer (valid until the calling thread's next use of
-    the tag) instead of fresh memory."""
+    the tag) instead of fresh memory.
+
+    ``seen``: the entry the forward pass of this backward one got (``with_entry``).  The
+    weights are then not compared again: a kept U is the forward's, and a missing layout
+    is made from the forward's copy of the weights -- the gradient belongs to the
+    weights the forward used, even if they were changed in place since.  A forward pass
+    asks ``with_entry`` for ``(U, entry)``: the entry to hand on (None when not cached)."""
+    u, entry = _weight_transform(w, m, dtype, promote, tag, layout, seen)
+    return (u, entry) if with_entry else u
+
+
+def _weight_transform(w, m, dtype, promote, tag, layout, seen):
     if layout not in LAYOUTS:
         raise ValueError(f"weight_transform: layout must be one of {LAYOUTS}, got {layout!r}")
     _, _, c, f = w.shape
     a2 = (m + 2) ** 2
     kg = kron_matrices(m, dtype)[1]
 
-    def transform(keep=False):
+    def transform(keep=False, g=w):
         out = None if keep or tag is None or layout != "plain" else scratch(
             tag, (a2, c * f), dtype)
-        u = matmul(kg, w.reshape(9, c * f).astype(dtype, copy=False),
+        u = matmul(kg, g.reshape(9, c * f).astype(dtype, copy=False),
                    out=out).reshape(a2, c, f)
         if layout == "plain":
             return u
         from .points import pack
         return pack(u if layout == "panels" else u.transpose(0, 2, 1))
 
+    if seen is not _UNSEEN:                                # the forward's entry (or None)
+        if seen is None:
+            return transform(), None
+        if not seen[2]:                                    # not kept: made from its copy
+            return transform(g=seen[1]), seen
+        u = seen[2].get(layout)
+        if u is None:
+            u = transform(keep=True, g=seen[1])
+            u.flags.writeable = False
+            with _ucache_lock:
+                seen[2][layout] = u
+                _trim_ucache()
+        return u, seen
     if a2 * c * f * np.dtype(dtype).itemsize < UCACHE_MIN_BYTES:
-        return transform()
+        return transform(), None
     key = (id(w), w.shape, w.dtype.str, m, np.dtype(dtype).str)
-    with _ucache_lock:
-        entry = _ucache.get(key)
-    if entry is not None and entry[0]() is w and _same(entry[1], w):
+    entry = weight_entry(w, m, dtype, key)
+    if entry is not None:
         kept = entry[2]
         if layout in kept:
             u = kept[layout]
@@ -140,22 +165,35 @@ def weight_transform(w: np.ndarray, m: int, dtype, promote: bool = True,
             u = kept[layout] = transform(keep=True)
             u.flags.writeable = False
         else:
-            return transform()
+            return transform(), entry
         with _ucache_lock:
             _ucache.move_to_end(key)
             _trim_ucache()
-        return u
+        return u, entry
     u = transform()
     if not promote:
-        return u
+        return u, None
     try:  # the entry dies with the weight array
         ref = weakref.ref(w, lambda _, key=key: _drop(key))
     except TypeError:
-        return u
+        return u, None
+    entry = [ref, w.copy(), {}]
     with _ucache_lock:
-        _ucache[key] = [ref, w.copy(), {}]
+        _ucache[key] = entry
         _trim_ucache()
-    return u
+    return u, entry
+
+
+def weight_entry(w: np.ndarray, m: int, dtype, key=None):
+    """The cache entry of ``w`` when its values are those the entry was made from, else
+    None."""
+    if key is None:
+        key = (id(w), w.shape, w.dtype.str, m, np.dtype(dtype).str)
+    with _ucache_lock:
+        entry = _ucache.get(key)
+    if entry is not None and entry[0]() is w and _same(entry[1], w):
+        return entry
+    return None
 
 
 def _drop(key) -> None:

@@ -265,3 +265,27 @@ def test_same_compares_bits(size, monkeypatch):
     two = np.stack([a, a])
     assert same(two[:, ::2], np.ascontiguousarray(two[:, ::2]))      # strided: NumPy
     assert not same(two[:, ::2], np.ascontiguousarray(two[:, 1::2]))
+
+
+@pytest.mark.parametrize("sightings", [1, 3])     # a first sighting; weights kept
+def test_backward_takes_the_forwards_entry_without_comparing_again(sightings, monkeypatch):
+    """The backward uses the cache entry its forward checked: no second comparison of
+    the weights, and the weights the forward used even when changed in place since."""
+    monkeypatch.setattr(winograd_transforms, "UCACHE_MIN_BYTES", 0)
+    winograd_transforms.clear_weight_cache()
+    x, w, b, dout = make(((1, 6, 6, 16), (3, 3, 16, 32), ((1, 1), (1, 1))), 15)
+    pads = ((1, 1), (1, 1))
+    for _ in range(sightings):
+        out, cache = winograd.winograd_forward(x, w, b, pads, m=2)
+    assert bool(cache[-1][2]) == (sightings > 1)         # U kept from the second on
+    want = naive(x, w, b, (1, 1), pads, (1, 1), 1, dout)
+    compared = []
+    real = winograd_transforms._same
+    monkeypatch.setattr(winograd_transforms, "_same",
+                        lambda a, c: compared.append(1) or real(a, c))
+    w += 1.0                                             # changed after the forward
+    dx, dw, db = winograd.winograd_backward(dout, cache)
+    assert compared == []
+    close(dx, want[1])
+    close(dw, want[2])
+    winograd_transforms.clear_weight_cache()
