@@ -199,37 +199,35 @@ def _runs(n):
     return runs
 
 
-def _run(a, b, out, p, k, n):
-    """The nn kernel over every point, the points cut among the threads; each thread
-    runs every chunk of its points."""
-    t = out.shape[0]
-    runs = _runs(n)
-    af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
-    kernels = [(lo, hi, _kernels(lanes)[0]) for lo, hi, lanes in runs]
-
-    def block(s):
-        for lo, hi, kern in kernels:
-            kern(af, bf, of, p, k, n, s.start, s.stop, lo, hi)
-
-    run_blocks(block, bands(t, min(t, num_threads())))
-    return out
-
-
-def matmul_packed(a: np.ndarray, panels: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
-    """out[t] = a[t] @ B[t] for every point t: a (T, P, K), ``panels`` = pack(B) with B
-    (T, K, N), out (T, P, N); float32, contiguous."""
+def matmul_packed_tasks(a: np.ndarray, panels: np.ndarray, n: int, out: np.ndarray,
+                        pieces: int | None = None) -> list:
+    """``matmul_packed``'s work as ``pieces`` tasks (default: one per thread), each a
+    callable computing a band of the points, for ``run``."""
     t, p, k = a.shape
     _check("matmul_packed", a, (t, p, k))
     _check("matmul_packed", panels, (t * k * n,))
     _check("matmul_packed", out, (t, p, n))
-    return _run(a, panels, out, p, k, n)
+    af, bf, of = a.reshape(-1), panels, out.reshape(-1)
+    kernels = [(lo, hi, _kernels(lanes)[0]) for lo, hi, lanes in _runs(n)]
+
+    def task(s):
+        for lo, hi, kern in kernels:
+            kern(af, bf, of, p, k, n, s.start, s.stop, lo, hi)
+
+    return [lambda s=s: task(s) for s in bands(t, min(t, pieces or num_threads()))]
 
 
-def weight_grad(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out[q] = sum_t gt[q, t] * a[t]^T @ b[t]: Winograd's dW, kron(G, G)^T applied to the
-    points' products as they are made (no (T, K, N) intermediate).  a (T, P, K),
-    b (T, P, N), gt (9, T), out (9, K, N); float32, contiguous.  The threads take
-    chunks of N (each chunk's 9 x K x lanes outputs are one thread's)."""
+def matmul_packed(a: np.ndarray, panels: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+    """out[t] = a[t] @ B[t] for every point t: a (T, P, K), ``panels`` = pack(B) with B
+    (T, K, N), out (T, P, N); float32, contiguous.  The threads take bands of points."""
+    run(matmul_packed_tasks(a, panels, n, out))
+    return out
+
+
+def weight_grad_tasks(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray,
+                      pieces: int | None = None) -> list:
+    """``weight_grad``'s work as tasks (``pieces`` shares of the chunks of N, default
+    one per thread), for ``run``; b is packed here, before any task runs."""
     t, p, k = a.shape
     n = b.shape[2]
     _check("weight_grad", a, (t, p, k))
@@ -244,10 +242,9 @@ def weight_grad(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray) -
     af, of = a.reshape(-1), out.reshape(-1)
     kblock = K_BLOCK
     runs = _runs(n)
-    parts = chunks(n)       # the threads take equal shares of the chunks
-    blocks = bands(len(parts), min(len(parts), num_threads()))
+    parts = chunks(n)
 
-    def block(s):
+    def task(s):
         buf = np.empty(t * kblock * 64, np.float32)
         first, end = parts[s.start][0], parts[s.stop - 1][0] + parts[s.stop - 1][1]
         for lo, hi, lanes in runs:
@@ -256,5 +253,21 @@ def weight_grad(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray) -
                 _kernels(lanes)[1](af, bp, nz_start, nz_t, nz_g, of, p, k, n, t, lo, hi,
                                    buf, kblock)
 
-    run_blocks(block, blocks)
+    return [lambda s=s: task(s)
+            for s in bands(len(parts), min(len(parts), pieces or num_threads()))]
+
+
+def weight_grad(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """out[q] = sum_t gt[q, t] * a[t]^T @ b[t]: Winograd's dW, kron(G, G)^T applied to the
+    points' products as they are made (no (T, K, N) intermediate).  a (T, P, K),
+    b (T, P, N), gt (9, T), out (9, K, N); float32, contiguous.  The threads take
+    chunks of N (each chunk's 9 x K x lanes outputs are one thread's)."""
+    run(weight_grad_tasks(a, b, gt, out))
     return out
+
+
+def run(tasks: list) -> None:
+    """Run independent tasks (callables) on the pool, each thread taking the next one
+    left: the backward runs dW's and dx's tasks in one round, so a thread that ends one
+    product early goes on with the other."""
+    run_blocks(lambda task: task(), tasks)

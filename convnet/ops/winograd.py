@@ -159,6 +159,10 @@ def _regs(n, th, tw, c, f, dtype) -> bool:
     return n * th * tw <= POINT_TILES and points.applies(c, f, dtype)
 
 
+PIECES = 8        # tasks per product in the backward's one round of ops.points' kernels
+#                   (a thread that ends dW's share early takes dx's tasks, and back)
+
+
 def point_gemms(n, out_h, out_w, c, f, dtype, m) -> bool:
     """Whether F(m x m)'s point GEMMs of this conv run in ``ops.points``' kernels."""
     return _regs(n, -(-out_h // m), -(-out_w // m), c, f, dtype)
@@ -321,10 +325,11 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
             dy = scratch("wino_e", (m, m, nb, tb, tw, f), dtype)
             np.copyto(dy, dyb.reshape(nb, tb, m, tw, m, f).transpose(2, 4, 0, 1, 3, 5))
             matmul(ka.T, dy.reshape(m * m, -1), out=dm.reshape(a * a, -1))  # (a*a, Pb, F)
+        tasks = []           # ops.points' products: dW's and dx's in one round
         if need[1]:
             v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)        # (a*a, Pb, C)
             if regs:                                   # dW itself, kron(G, G)^T folded in
-                points.weight_grad(v, dm, kgt, dw.reshape(9, c, f))
+                tasks += points.weight_grad_tasks(v, dm, kgt, dw.reshape(9, c, f), PIECES)
                 du = None
             else:
                 if du is None:
@@ -335,9 +340,12 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
         if need[0]:
             dv = scratch("wino_b", (a * a, pb, c), dtype)
             if regs:
-                points.matmul_packed(dm, ut, c, dv)
+                tasks += points.matmul_packed_tasks(dm, ut, c, dv, PIECES)
             else:
                 matmul(dm, ut, out=dv)                                # pf,fc -> pc per point
+        if tasks:
+            points.run(tasks)
+        if need[0]:
             dg = scratch("wino_a", (nb, tb * m + m, tw * m + m, c), dtype)
             dg[...] = 0
             if kern is not None:                                         # compiled B dV B^T
