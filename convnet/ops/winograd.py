@@ -159,6 +159,18 @@ def _regs(n, th, tw, c, f, dtype) -> bool:
     return n * th * tw <= POINT_TILES and points.applies(c, f, dtype)
 
 
+PANEL_CHANNELS = 128  # in blocks of many tiles, the forward's and dx's GEMMs in ops.points'
+#                      kernels too when C and F are at most this: measured 0-16 % faster
+#                      forward, 3-9 % backward on VGG's and CIFAR's 64- and 128-channel
+#                      layers, even at 256 (interleaved in one process; benchmarks/
+#                      RESULTS.md, thirteenth pass).  dW stays the BLAS's (+ the fold)
+
+
+def _panels(regs, c, f, dtype) -> bool:
+    """Whether the forward's and dx's point GEMMs run in ``ops.points``' kernels."""
+    return regs or (max(c, f) <= PANEL_CHANNELS and points.applies(c, f, dtype))
+
+
 PIECES = 8        # tasks per product in the backward's one round of ops.points' kernels
 #                   (a thread that ends dW's share early takes dx's tasks, and back)
 
@@ -194,8 +206,9 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
         pooled = np.empty((n, out_h // ph, out_w // pw, f), dtype)       # (N, PH', PW', F)
         parg = np.empty(pooled.shape, np.uint8)
     regs = _regs(n, th, tw, c, f, dtype)
+    panels = _panels(regs, c, f, dtype)
     u, seen = weight_transform(w, m, dtype, tag="wino_g",               # (a*a, C, F)
-                               layout="panels" if regs else "plain",    # (or its panels)
+                               layout="panels" if panels else "plain",  # (or its panels)
                                with_entry=True)
     out = np.empty((n, out_h, out_w, f), dtype) if pool is None else None  # (N, OH, OW, F)
     kern = _kernels(m, dtype)
@@ -207,7 +220,7 @@ def winograd_forward(x, w, b, pads, m=4, relu=False, pool=None):
         nb, tb = bi.stop - bi.start, bt.stop - bt.start
         v = _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype)            # (a*a, Pb, C)
         mm = scratch("wino_d", (a * a, nb * tb * tw, f), dtype)
-        if regs:
+        if panels:
             points.matmul_packed(v, u, f, mm)
         else:
             matmul(v, u, out=mm)                                      # pc,cf -> pf per point
@@ -280,8 +293,9 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     if not (need[0] or need[1]):
         return None, None, db
     regs = _regs(n, th, tw, c, f, dtype)
+    panels = _panels(regs, c, f, dtype)
     ut = None
-    if need[0] and regs:                                                 # U^T's panels
+    if need[0] and panels:                                               # U^T's panels
         ut = weight_transform(w, m, dtype, promote=False, layout="panels_t", seen=seen)
     elif need[0]:
         ut = weight_transform(w, m, dtype, promote=False, tag="wino_g",
@@ -341,6 +355,8 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
             dv = scratch("wino_b", (a * a, pb, c), dtype)
             if regs:
                 tasks += points.matmul_packed_tasks(dm, ut, c, dv, PIECES)
+            elif panels:
+                points.matmul_packed(dm, ut, c, dv)
             else:
                 matmul(dm, ut, out=dv)                                # pf,fc -> pc per point
         if tasks:

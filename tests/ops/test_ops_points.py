@@ -170,24 +170,47 @@ def test_winograd_with_point_kernels_matches_reference_and_torch(cfg, m, threads
     close(dw, wt.grad.numpy().transpose(2, 3, 1, 0))
 
 
+@pytest.mark.parametrize("path", ["one-block", "blocks", "blas"])
 @pytest.mark.parametrize("m", [2, 4])
-@pytest.mark.parametrize("fused", ["relu", "relu+pool"])
-def test_point_kernels_agree_with_the_blas_path(m, fused, monkeypatch):
-    """The fused ReLU (and 2 x 2 pool) through the point kernels give what the BLAS
-    path gives, forward and backward."""
+@pytest.mark.parametrize("fused", ["", "relu", "relu+pool"])
+def test_every_gemm_path_matches_the_reference(m, fused, path, monkeypatch):
+    """Few tiles in one block (the point kernels cut among the threads), many blocks
+    whose forward and dx GEMMs run in the point kernels (C and F <= PANEL_CHANNELS), or
+    the BLAS: the same numbers, with the fused ReLU and 2 x 2 pool too."""
     x, w, b, _ = make(((2, 8, 8, 32), (3, 3, 32, 64), ((1, 1), (1, 1))), 10)
     pool = (2, 2) if fused == "relu+pool" else None
+    relu = bool(fused)
     pads = ((1, 1), (1, 1))
     assert winograd.point_gemms(2, 8, 8, 32, 64, np.float32, m)
-    results = []
-    for tiles in (winograd.POINT_TILES, 0):                # point kernels, then the BLAS
-        monkeypatch.setattr(winograd, "POINT_TILES", tiles)
-        out, cache = winograd.winograd_forward(x, w, b, pads, m=m, relu=True, pool=pool)
-        dout = np.random.default_rng(11).standard_normal(out.shape).astype(np.float32)
-        grads = winograd.winograd_backward(dout, cache, relu_out=None if pool else out)
-        results.append((out, *grads))
-    for got, want in zip(*results):
-        close(got, want)
+    if path != "one-block":
+        monkeypatch.setattr(winograd, "POINT_TILES", 0)
+        monkeypatch.setattr(winograd, "BLOCK_BYTES", 4096)          # several blocks
+    if path == "blas":
+        monkeypatch.setattr(winograd, "PANEL_CHANNELS", 0)
+    assert winograd._panels(winograd.point_gemms(2, 8, 8, 32, 64, np.float32, m), 32, 64,
+                            np.float32) == (path != "blas")
+    out, cache = winograd.winograd_forward(x, w, b, pads, m=m, relu=relu, pool=pool)
+    dout = np.random.default_rng(11).standard_normal(out.shape).astype(np.float32)
+    dx, dw, db = winograd.winograd_backward(dout, cache,
+                                            relu_out=out if relu and not pool else None)
+    pre = naive(x, w, b, (1, 1), pads, (1, 1), 1, np.zeros((2, 8, 8, 64)))[0]
+    y = np.maximum(pre, 0) if relu else pre
+    g = dout.astype(np.float64)
+    if pool:
+        win = y.reshape(2, 4, 2, 4, 2, 64).transpose(0, 1, 3, 5, 2, 4).reshape(2, 4, 4, 64, 4)
+        first = win.argmax(axis=-1)                  # the first of equal maxima (torch's)
+        close(out, win.max(axis=-1))
+        up = np.zeros(win.shape)
+        np.put_along_axis(up, first[..., None], g[..., None], axis=-1)
+        g = up.reshape(2, 4, 4, 64, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(2, 8, 8, 64)
+    else:
+        close(out, y)
+    if relu:
+        g = g * (pre > 0)
+    want = naive(x, w, b, (1, 1), pads, (1, 1), 1, g)
+    close(dx, want[1])
+    close(dw, want[2])
+    close(db, want[3])
 
 
 def test_dx_alone_in_bands_adds_the_overlapping_rows(monkeypatch):
