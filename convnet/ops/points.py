@@ -45,7 +45,6 @@ from . import jit
 from .im2col import scratch
 from .threads import bands, num_threads, run_blocks
 
-ROWS = 6    # rows per register block (6 x 64 lanes: 24 zmm accumulators)
 K_BLOCK = 24  # weight_grad: rows of every point's product kept at once (T x 24 x lanes)
 _built: dict = {}
 

@@ -297,10 +297,10 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     ut = None
     if need[0] and panels:                                               # U^T's panels
         ut = weight_transform(w, m, dtype, promote=False, layout="panels_t", seen=seen)
-    elif need[0]:
+    elif need[0]:                                                        # (a*a, F, C)
         ut = weight_transform(w, m, dtype, promote=False, tag="wino_g",
                               seen=seen).transpose(0, 2, 1)
-    blks = ([(slice(0, n), slice(0, th))] if regs else          # (a*a, F, C)
+    blks = ([(slice(0, n), slice(0, th))] if regs else
             list(_blocks(n, th, tw, _row_bytes(m, tw, c, f, dtype), _min_rows(c, f, tw),
                          rounds=2)))
     kern = _kernels(m, dtype)
