@@ -193,12 +193,15 @@ def built(store: dict, key, build):
 
 
 def warm_up(dtypes=("float32",)) -> bool:
-    """Compile every kernel now for ``dtypes`` (else each compiles on first use, about
-    3 s for all of them; e.g. before a server takes requests).  False when the kernels
-    are off or numba is missing."""
+    """Compile every Winograd tile transform now, F(4x4)'s and F(2x2)'s
+    (``ops.transforms2``), for ``dtypes`` (else each compiles on first use, about 4 s
+    for all of them; e.g. before a server takes requests).  False when the kernels are
+    off or numba is missing."""
     import numpy as np
-    k = kernels()
-    if k is None:
+
+    from .transforms2 import kernels as kernels2
+    k, k2 = kernels(), kernels2()
+    if k is None or k2 is None:
         return False
     for dt in dtypes:
         dt = np.dtype(dt)
@@ -212,6 +215,11 @@ def warm_up(dtypes=("float32",)) -> bool:
                      np.zeros((1, 2, 2, 1), np.uint8), 0, 0, 2, 2)
         k.grad_tiles(y, 1, 1, v)
         k.add_tiles(v, 1, 1, np.zeros((1, 8, 8, 1), dt))
+        v2, y2 = np.zeros((16, 1, 1), dt), np.zeros((1, 2, 2, 1), dt)
+        k2.input_tiles(np.zeros((1, 4, 4, 1), dt), 1, 1, v2)
+        k2.output_tiles(v2, 1, 1, np.zeros(1, dt), True, y2, 0, 0, 2, 2)
+        k2.grad_tiles(y2, 1, 1, v2)
+        k2.add_tiles(v2, 1, 1, np.zeros((1, 4, 4, 1), dt))
     return True
 
 

@@ -244,6 +244,10 @@ def test_warm_up_compiles_each_kernel_for_the_asked_dtypes():
     for name in ("input_tiles", "output_tiles", "pool_tiles", "grad_tiles", "add_tiles"):
         dtypes = {str(sig[0].dtype) for sig in getattr(k, name).signatures}
         assert {"float32", "float64"} <= dtypes, name
+        if name != "pool_tiles":                        # F(2x2)'s: NumPy's window scan
+            dtypes = {str(sig[0].dtype) for sig in getattr(transforms2.kernels(), name)
+                      .signatures}
+            assert {"float32", "float64"} <= dtypes, f"F(2x2) {name}"
     with pytest.raises(ValueError, match="dtypes must be float32 or float64, got float16"):
         jit.warm_up(("float16",))
     with jit.use(False):
