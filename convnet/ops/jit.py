@@ -194,7 +194,7 @@ def built(store: dict, key, build):
 
 def warm_up(dtypes=("float32",)) -> bool:
     """Compile every Winograd tile transform now, F(4x4)'s and F(2x2)'s
-    (``ops.transforms2``), for ``dtypes`` (else each compiles on first use, about 4 s
+    (``ops.transforms2``), for ``dtypes`` (else each compiles on first use, about 5 s
     for all of them; e.g. before a server takes requests).  False when the kernels are
     off or numba is missing."""
     import numpy as np
