@@ -53,6 +53,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import jit
+from .points import chunks as _chunks  # (first channel, lanes): 64s, then 32, 16
 from .shape import conv_output_shape
 from .threads import bands, num_threads, run_blocks, run_reduce
 
@@ -302,18 +303,6 @@ def _geometry(x_pad, w_shape, out_h, out_w, stride, dilation):
     _, hp, wp, c = x_pad.shape
     kh, kw, _, f = w_shape
     return np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
-
-
-def _chunks(f):
-    """(first channel, lanes) chunks of F: 64 wide, then one of 32 and one of 16."""
-    out, f0 = [], 0
-    for lanes in (64, 32, 16):
-        while f - f0 >= lanes:
-            out.append((f0, lanes))
-            f0 += lanes
-            if lanes < 64:
-                break
-    return out
 
 
 def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
