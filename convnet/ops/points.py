@@ -34,7 +34,10 @@ T x K_BLOCK x lanes buffer (in L1/L2), and ``fold`` adds that into the 9 taps th
 kron(G, G)^T's nonzeros (64 of 144 for F(2x2), 196 of 324 for F(4x4)) before moving on;
 only dW itself (9 x C x F) is written.
 
-The threads take the points (nn: T is 16 or 36) or the chunks of F (grad).
+The threads take the points (nn: T is 16 or 36) or the chunks of F (grad); a backward
+hands dW's and dx's tasks to the pool together (``run``).  In blocks of many tiles
+(``ops.winograd``'s other path) the forward's and dx's GEMMs use ``nn`` too when C and F
+are at most ``winograd.PANEL_CHANNELS``, one block per pool thread.
 """
 
 from __future__ import annotations
