@@ -324,6 +324,15 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
             dyb[...] = 0
             tile_scatter(dp, parg[bi, q0:q0 + pr],
                          dyb[:, :pr * ph, :pc * pw].reshape(nb, pr, ph, pc, pw, f))
+        elif (rows, out_w) == (tb * m, tw * m) and dout.dtype == dtype:  # whole tiles:
+            src = dout[bi, r0:r0 + rows]                   # the block, laid out as dyb
+            if relu_out is not None:                       # masked as it is copied
+                relu_mask(src, relu_out[bi, r0:r0 + rows], dyb,
+                          scratch("wino_m", dyb.shape, dtype))
+            elif src.flags.c_contiguous:
+                dyb = src                                  # read where it lies: no copy
+            else:
+                np.copyto(dyb, src)
         else:
             _load(dyb, dout[bi], r0, 0)
             if relu_out is not None:                                     # through the ReLU

@@ -213,6 +213,44 @@ def test_every_gemm_path_matches_the_reference(m, fused, path, monkeypatch):
     close(db, want[3])
 
 
+@pytest.mark.parametrize("layout", ["strided", "read-only", "broadcast"])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("path", ["one-block", "blocks"])
+def test_backward_reads_dout_in_any_layout(layout, relu, path, monkeypatch):
+    """Blocks of whole tiles read dout where it lies (or mask it through the ReLU as
+    they copy it): a strided, read-only or broadcast dout gives the dx and dW bits a
+    C-contiguous one gives, and the loop reference's gradients."""
+    if path == "blocks":
+        monkeypatch.setattr(winograd, "POINT_TILES", 0)
+        monkeypatch.setattr(winograd, "BLOCK_BYTES", 4096)
+    pads = ((1, 1), (1, 1))
+    x, w, b, _ = make(((2, 8, 8, 16), (3, 3, 16, 32), pads), 16)
+    for m in (2, 4):
+        out, cache = winograd.winograd_forward(x, w, b, pads, m=m, relu=relu)
+        rng = np.random.default_rng(17)
+        if layout == "strided":
+            dout = rng.standard_normal(out.shape[:3] + (64,), dtype=np.float32)[..., ::2]
+        elif layout == "read-only":
+            dout = rng.standard_normal(out.shape, dtype=np.float32)
+            dout.flags.writeable = False
+        else:
+            dout = np.broadcast_to(rng.standard_normal(32, dtype=np.float32), out.shape)
+        relu_out = out if relu else None
+        got = winograd.winograd_backward(dout, cache, relu_out=relu_out)
+        want = winograd.winograd_backward(np.ascontiguousarray(dout), cache,
+                                          relu_out=relu_out)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        close(got[2], want[2])         # db sums the whole dout: NumPy's order by layout
+        g = dout.astype(np.float64)
+        if relu:
+            pre = naive(x, w, b, (1, 1), pads, (1, 1), 1, np.zeros(out.shape))[0]
+            g = g * (pre > 0)
+        ref = naive(x, w, b, (1, 1), pads, (1, 1), 1, g)
+        for g, r in zip(got, ref[1:]):
+            close(g, r)
+
+
 def test_dx_alone_in_bands_adds_the_overlapping_rows(monkeypatch):
     """A dx-only backward cut into row bands (the BLAS path) runs its bands in two
     rounds, as the full backward does: the same dx."""
