@@ -205,9 +205,7 @@ def _unpadding(backward):
 
 
 def _direct_forward(x, w, b, stride, pads, dilation, groups, relu=False):
-    x_pad = pad_nhwc(x, pads)                                      # (N, Hp, Wp, C)
-    out_h, out_w = _padded_out_hw(x_pad, w, stride, dilation)
-    out = direct.direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu)
+    out = direct.direct_forward(x, w, b, stride, pads, dilation, relu)
     # im2col's cache (groups 1 keeps no columns): a backward with dx runs im2col's.
     return out, (x, None, w, stride, pads, dilation, groups, b is not None)
 
@@ -217,7 +215,7 @@ def _direct_backward(dout, cache, need, relu_out=None):
     if (need[0] or not need[1] or not direct.weight_grad_pays(w.shape)
             or not direct.applies(w.shape, groups, np.result_type(x.dtype, dout.dtype))):
         return _im2col_backward(dout, cache, need, relu_out)
-    dw, db = direct.direct_weight_grad(pad_nhwc(x, pads), dout, w.shape, stride, dilation,
+    dw, db = direct.direct_weight_grad(x, dout, w.shape, stride, pads, dilation,
                                        relu_out)                   # a first layer: no dx
     return None, dw, db if has_bias and need[2] else None
 

@@ -37,8 +37,9 @@ Two kernels run it:
            share out evenly (each chunk packed once), else bands of pixels.
 
 The weight gradient of a first layer (dW and db; no dX is needed) is direct too, when
-its accumulator is small (``weight_grad_pays``): ``direct_weight_grad`` sums 4 taps x a
-chunk of channels in registers over blocks of G_BLOCK output pixels, masking dout by the
+its accumulator is small (``weight_grad_pays``): ``direct_weight_grad`` sums 6 taps x a
+chunk of channels in registers (24 accumulators with CH = 64; then 3, then 1 at a time
+for the last K mod 6) over blocks of G_BLOCK output pixels, masking dout by the
 fused ReLU's output on the way (im2col builds the (N*OH*OW, K) columns and a masked copy
 of dout for one GEMM: 2-3x slower on VGG's and CIFAR's conv1_1).  A backward that needs
 dX runs im2col's (``ops.conv``), whose cache this forward returns.
@@ -71,6 +72,7 @@ DW_ACC_BYTES = 4 << 20      # the direct weight gradient keeps a (K + 1) x F acc
 #                             thread, zeroed and summed every call; above this the
 #                             BLAS's GEMM wins (VGG's 14x14x512 at batch 1, 9.4 MB:
 #                             4.9 ms against im2col's 3.5)
+ROW_SCRATCH = 32 << 10      # thin forward: bytes of padded input rows built per band
 PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread: a pool round trip
 #                             (70-100 us, ops.threads) would cost more than it saves
 _built: dict = {}
@@ -178,8 +180,10 @@ def _build(lanes, fixed):
     @njit(nogil=True, cache=False)
     def grads(xf, df, kf, acc, geo, m0, m1, f0, relu):
         """acc[t*F + f0 + l] += sum over output pixels m0..m1 of x(m, tap t) * g[m, f0 + l]
-        and acc[K*F + f0 + l] += sum of g (db), g = dout masked where kf == 0 (relu)."""
-        hp, wp, c, oh, ow, f = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5]
+        and acc[K*F + f0 + l] += sum of g (db), g = dout masked where kf == 0 (relu).  The
+        pixels are whole output rows of one image, m0 the first of its row; xf holds
+        the padded input rows they read (``fill``), from that row's first on."""
+        wp, c, ow, f = geo[1], geo[2], geo[4], geo[5]
         kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
         taps = kh * kw * c
         toff = np.empty(taps, np.int64)
@@ -192,22 +196,25 @@ def _build(lanes, fixed):
         gbuf = np.empty(G_BLOCK * lanes, np.float32)
         base = np.empty(G_BLOCK, np.int64)
         db = vsplat(0.0, lanes)
+        y, q = 0, 0                                     # the pixel's row and column
         for s in range(m0, m1, G_BLOCK):
             e = min(s + G_BLOCK, m1)
             for p in range(e - s):                      # the chunk's masked gradient
-                m = s + p
-                n, r = m // (oh * ow), m % (oh * ow)
-                base[p] = ((n * hp + (r // ow) * sh) * wp + (r % ow) * sw) * c
-                g = vload(df, m * f + f0, lanes)
+                base[p] = (y * sh * wp + q * sw) * c
+                q += 1
+                if q == ow:
+                    q, y = 0, y + 1
+                g = vload(df, (s + p) * f + f0, lanes)
                 if relu:
-                    g = vkeep(g, vload(kf, m * f + f0, lanes))
+                    g = vkeep(g, vload(kf, (s + p) * f + f0, lanes))
                 db = vadd(db, g)
                 vstore(gbuf, p * lanes, g)
             t = 0
-            while t + 4 <= taps:                        # 4 taps x lanes in registers
+            while t + 6 <= taps:                        # 6 taps x lanes in registers
                 a0 = vsplat(0.0, lanes)
-                a1, a2, a3 = a0, a0, a0
+                a1, a2, a3, a4, a5 = a0, a0, a0, a0, a0
                 o0, o1, o2, o3 = toff[t], toff[t + 1], toff[t + 2], toff[t + 3]
+                o4, o5 = toff[t + 4], toff[t + 5]
                 for p in range(e - s):
                     g = vload(gbuf, p * lanes, lanes)
                     b = base[p]
@@ -215,20 +222,86 @@ def _build(lanes, fixed):
                     a1 = vfma(vbcast(xf, b + o1, lanes), g, a1)
                     a2 = vfma(vbcast(xf, b + o2, lanes), g, a2)
                     a3 = vfma(vbcast(xf, b + o3, lanes), g, a3)
-                for q, a in ((0, a0), (1, a1), (2, a2), (3, a3)):
-                    o = (t + q) * f + f0
+                    a4 = vfma(vbcast(xf, b + o4, lanes), g, a4)
+                    a5 = vfma(vbcast(xf, b + o5, lanes), g, a5)
+                for k, a in ((0, a0), (1, a1), (2, a2), (3, a3), (4, a4), (5, a5)):
+                    o = (t + k) * f + f0
                     vstore(acc, o, vadd(vload(acc, o, lanes), a))
-                t += 4
+                t += 6
+            if t + 3 <= taps:                           # 3 of the last 5 (K = 27, 75)
+                a0 = vsplat(0.0, lanes)
+                a1, a2 = a0, a0
+                o0, o1, o2 = toff[t], toff[t + 1], toff[t + 2]
+                for p in range(e - s):
+                    g = vload(gbuf, p * lanes, lanes)
+                    b = base[p]
+                    a0 = vfma(vbcast(xf, b + o0, lanes), g, a0)
+                    a1 = vfma(vbcast(xf, b + o1, lanes), g, a1)
+                    a2 = vfma(vbcast(xf, b + o2, lanes), g, a2)
+                for k, a in ((0, a0), (1, a1), (2, a2)):
+                    o = (t + k) * f + f0
+                    vstore(acc, o, vadd(vload(acc, o, lanes), a))
+                t += 3
             while t < taps:
                 a0 = vsplat(0.0, lanes)
                 for p in range(e - s):
-                    a0 = vfma(vsplat(xf[base[p] + toff[t]], lanes),
+                    a0 = vfma(vbcast(xf, base[p] + toff[t], lanes),
                               vload(gbuf, p * lanes, lanes), a0)
                 o = t * f + f0
                 vstore(acc, o, vadd(vload(acc, o, lanes), a0))
                 t += 1
         o = taps * f + f0
         vstore(acc, o, vadd(vload(acc, o, lanes), db))
+
+    @njit(nogil=True, cache=False)
+    def fill(xf, xs, geo, n, ra, rb):
+        """xs = the padded rows that output rows ra..rb of image n read (zeros outside
+        the unpadded input xf), from padded row ra * s_h on."""
+        wp, c, kh, sh, dh = geo[1], geo[2], geo[6], geo[8], geo[10]
+        h, w, pt, pl = geo[12], geo[13], geo[14], geo[15]
+        line = wp * c                                   # one padded row
+        lo, hi = pl * c, (pl + w) * c                   # its columns from the input
+        for k in range((rb - ra - 1) * sh + (kh - 1) * dh + 1):
+            y, d = ra * sh + k - pt, k * line
+            if y < 0 or y >= h:
+                xs[d:d + line] = 0
+            else:
+                src = (n * h + y) * w * c
+                xs[d:d + lo] = 0
+                xs[d + lo:d + hi] = xf[src:src + w * c]
+                xs[d + hi:d + line] = 0
+
+    def scratch(geo, band):
+        """A band's padded rows: ((band - 1) s_h + (KH - 1) d_h + 1) x Wp x C floats."""
+        return np.empty(((band - 1) * geo[8] + (geo[6] - 1) * geo[10] + 1) * geo[1] * geo[2],
+                        np.float32)
+
+    scratch = njit(nogil=True, cache=False)(scratch)
+
+    @njit(nogil=True, cache=False)
+    def padded(xf, wf, b, of, relu, geo, n0, n1, r0, r1, f0, band):
+        """``rows`` on the unpadded input: per band of ``band`` output rows, the padded
+        input rows it reads are built in a scratch (``fill``), in cache."""
+        oh, ow, f = geo[3], geo[4], geo[5]
+        sgeo = geo.copy()
+        sgeo[3] = band                                  # (rows' output index: band rows)
+        xs = scratch(geo, band)
+        for n in range(n0, n1):
+            for ra in range(r0, r1, band):
+                rb = min(ra + band, r1)
+                fill(xf, xs, geo, n, ra, rb)
+                rows(xs, wf, b, of[((n * oh + ra) * ow) * f:], relu, sgeo, 0, 1, 0, rb - ra, f0)
+
+    @njit(nogil=True, cache=False)
+    def pgrads(xf, df, kf, acc, geo, n0, n1, r0, r1, f0, relu, band):
+        """``grads`` on the unpadded input, a band of output rows at a time (``fill``)."""
+        oh, ow = geo[3], geo[4]
+        xs = scratch(geo, band)
+        for n in range(n0, n1):
+            for ra in range(r0, r1, band):
+                rb = min(ra + band, r1)
+                fill(xf, xs, geo, n, ra, rb)
+                grads(xs, df, kf, acc, geo, (n * oh + ra) * ow, (n * oh + rb) * ow, f0, relu)
 
     @njit(nogil=True, cache=False)
     def deep(xf, wf, b, of, relu, geo, f_lo, f_hi, m0, m1, pk):
@@ -295,7 +368,7 @@ def _build(lanes, fixed):
                     vstore(of, o1, a1)
                     vstore(of, o0, a0)
 
-    return rows, grads, deep
+    return rows, grads, deep, padded, pgrads
 
 
 def _geometry(x_pad, w_shape, out_h, out_w, stride, dilation):
@@ -305,38 +378,62 @@ def _geometry(x_pad, w_shape, out_h, out_w, stride, dilation):
     return np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation], np.int64)
 
 
-def direct_forward(x_pad, w, b, stride, dilation, out_h, out_w, relu=False):
-    """out (N, OH, OW, F) from the padded input, clamped at 0 with ``relu``."""
-    n, _, _, c = x_pad.shape
+def direct_forward(x, w, b, stride, pads, dilation, relu=False):
+    """out (N, OH, OW, F) of the input (N, H, W, C) zero-padded by ``pads`` ((top,
+    bottom), (left, right)), clamped at 0 with ``relu``."""
+    n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
-    if not applies(w.shape, 1, np.result_type(x_pad.dtype, w.dtype)):
+    if not applies(w.shape, 1, np.result_type(x.dtype, w.dtype)):
         raise ValueError(f"direct_forward: needs float32, F a multiple of 16 and numba; got "
-                         f"{x_pad.dtype} x {w.dtype}, F = {f}, jit enabled: {jit.enabled()}")
-    xf = np.ascontiguousarray(x_pad).reshape(-1)
+                         f"{x.dtype} x {w.dtype}, F = {f}, jit enabled: {jit.enabled()}")
+    (pt, pb), (pl, pr) = pads
+    out_h, out_w = conv_output_shape((h, wd), (kh, kw), stride, pads, dilation)
     wf = np.ascontiguousarray(w).reshape(-1)
     bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
     out = np.empty((n, out_h, out_w, f), np.float32)
     of = out.reshape(-1)
-    geo = _geometry(x_pad, w.shape, out_h, out_w, stride, dilation)
     flops = 2 * out.size * kh * kw * c
     if kh * kw * c > MAX_TAPS:
-        _deep(xf, wf, bias, of, bool(relu), geo, w.shape, n * out_h * out_w, flops)
+        x_pad = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        geo = _geometry(x_pad, w.shape, out_h, out_w, stride, dilation)
+        _deep(x_pad.reshape(-1), wf, bias, of, bool(relu), geo, w.shape, n * out_h * out_w,
+              flops)
         return out
+    # The thin kernel pads in its own scratch, a band of rows at a time (no padded copy
+    # of the whole input, written by one thread and read again from memory).
+    xf = np.ascontiguousarray(x).reshape(-1)
+    geo, band = _banded(x.shape, w.shape, pads, out_h, out_w, stride, dilation)
     fixed = (c, f, kh, kw, *stride, *dilation)
-    kernels = [(f0, _kernel(lanes, fixed)[0]) for f0, lanes in _chunks(f)]
-    t = num_threads()
-    if n >= t:                                   # whole images per thread
-        blocks = [(s.start, s.stop, 0, out_h) for s in bands(n, t)]
-    else:                                        # bands of rows of each image
-        blocks = [(i, i + 1, s.start, s.stop) for i in range(n)
-                  for s in bands(out_h, min(out_h, t))]
+    kernels = [(f0, _kernel(lanes, fixed)[3]) for f0, lanes in _chunks(f)]
 
     def run(blk):
         for f0, k in kernels:
-            k(xf, wf, bias, of, bool(relu), geo, *blk, f0)
+            k(xf, wf, bias, of, bool(relu), geo, *blk, f0, band)
 
-    run_blocks(run, blocks, parallel=flops >= PARALLEL_FLOPS)
+    run_blocks(run, _row_blocks(n, out_h, num_threads()), parallel=flops >= PARALLEL_FLOPS)
     return out
+
+
+def _banded(x_shape, w_shape, pads, out_h, out_w, stride, dilation):
+    """The geometry of the kernels that pad a band of rows at a time (``_geometry``'s
+    twelve, then H, W, pad_top, pad_left) and the band: the output rows whose padded
+    input rows fit in ROW_SCRATCH bytes."""
+    _, h, wd, c = x_shape
+    kh, kw, _, f = w_shape
+    (pt, pb), (pl, pr) = pads
+    hp, wp = h + pt + pb, wd + pl + pr
+    geo = np.array([hp, wp, c, out_h, out_w, f, kh, kw, *stride, *dilation, h, wd, pt, pl],
+                   np.int64)
+    fit = ROW_SCRATCH // (wp * c * 4) - (kh - 1) * dilation[0] - 1
+    return geo, max(1, min(out_h, fit // stride[0] + 1))
+
+
+def _row_blocks(n, out_h, t):
+    """(n0, n1, r0, r1) blocks for t threads: whole images each, or with fewer images
+    than threads, bands of each image's rows."""
+    if n >= t:
+        return [(s.start, s.stop, 0, out_h) for s in bands(n, t)]
+    return [(i, i + 1, s.start, s.stop) for i in range(n) for s in bands(out_h, min(out_h, t))]
 
 
 def _deep(xf, wf, bias, of, relu, geo, w_shape, m, flops):
@@ -365,32 +462,35 @@ def _deep(xf, wf, bias, of, relu, geo, w_shape, m, flops):
     run_blocks(run, blocks, parallel=t > 1)
 
 
-def direct_weight_grad(x_pad, dout, w_shape, stride, dilation, relu_out=None):
-    """(dW (KH, KW, C, F), db (F,)) of the conv ``direct_forward`` ran, from the padded
-    input and dout (N, OH, OW, F), masked where ``relu_out`` is 0 (the fused ReLU).
+def direct_weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
+    """(dW (KH, KW, C, F), db (F,)) of the conv ``direct_forward`` ran, from its input
+    (N, H, W, C) and ``pads`` and dout (N, OH, OW, F), masked where ``relu_out`` is 0 (the
+    fused ReLU).
 
-    Per block of output pixels, 4 taps x a chunk of channels are summed in registers
-    over G_BLOCK pixels at a time; each pool thread takes a band of the pixels and the
-    partial sums are added in band order (``run_reduce``: the same bits on every run)."""
+    Per band of output rows, their padded input rows are built in a scratch, and 6 taps
+    x a chunk of channels are summed in registers over G_BLOCK pixels at a time; each
+    pool thread takes whole images (or, with fewer images than threads, a band of each
+    image's rows) and the partial sums are added in order (``run_reduce``: the same bits
+    on every run)."""
     n, out_h, out_w, f = dout.shape
     kh, kw, c, _ = w_shape
-    xf = np.ascontiguousarray(x_pad, np.float32).reshape(-1)
+    xf = np.ascontiguousarray(x, np.float32).reshape(-1)
     df = np.ascontiguousarray(dout, np.float32).reshape(-1)
     kf = df if relu_out is None else np.ascontiguousarray(relu_out, np.float32).reshape(-1)
-    geo = _geometry(x_pad, w_shape, out_h, out_w, stride, dilation)
-    kernels = [(f0, _kernel(lanes)[1]) for f0, lanes in _chunks(f)]
-    taps, m = kh * kw * c, n * out_h * out_w
+    geo, band = _banded(x.shape, w_shape, pads, out_h, out_w, stride, dilation)
+    kernels = [(f0, _kernel(lanes)[4]) for f0, lanes in _chunks(f)]
+    taps = kh * kw * c
 
-    def block(s, part):
+    def block(blk, part):
         if part is None:
             part = np.empty((taps + 1) * f, np.float32)
         part[...] = 0                                     # the kernels add into it
         for f0, k in kernels:
-            k(xf, df, kf, part, geo, s.start, s.stop, f0, relu_out is not None)
+            k(xf, df, kf, part, geo, *blk, f0, relu_out is not None, band)
         return part
 
-    parallel = 2 * m * taps * f >= PARALLEL_FLOPS
-    acc = run_reduce(block, bands(m, min(m, num_threads() if parallel else 1)),
+    parallel = 2 * n * out_h * out_w * taps * f >= PARALLEL_FLOPS
+    acc = run_reduce(block, _row_blocks(n, out_h, num_threads() if parallel else 1),
                      ((taps + 1) * f,), np.float32, parallel=parallel)
     acc = acc.reshape(taps + 1, f)
     return acc[:taps].reshape(w_shape), acc[taps].copy()

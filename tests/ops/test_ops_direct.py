@@ -118,6 +118,53 @@ def test_blocks_on_one_or_two_threads_are_bitwise_the_same(shape, threads, monke
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cfg", [
+    ((2, 9, 8, 3), (3, 3, 3, 32), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((1, 11, 13, 2), (3, 2, 2, 48), (2, 3), ((4, 0), (0, 5)), (2, 1)),   # pads > the kernel
+    ((3, 5, 7, 1), (5, 3, 1, 16), (1, 2), ((3, 3), (2, 4)), (1, 2)),     # rows of padding only
+], ids=["same", "strided-dilated", "wide-pads"])
+def test_thin_kernels_pad_in_bands_of_rows(cfg, threads, monkeypatch):
+    """The thin forward and the weight gradient build each band's padded rows
+    themselves: any band height (one row; two; the whole output) gives the loop
+    reference's values, and the forward the same bits."""
+    monkeypatch.setattr(direct, "PARALLEL_FLOPS", 1)              # blocks on the pool
+    xs, ws, stride, pads, dil = cfg
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    want = loops(x, w, b, stride, pads, dil, relu=False)
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    # dW[i, j, c, f] = sum over (n, r, q) of x_pad[n, r s_h + i d_h, q s_w + j d_w, c] dout
+    xp = np.pad(x.astype(np.float64), ((0, 0), *pads, (0, 0)))
+    oh, ow = want.shape[1:3]
+    want_dw = np.zeros(ws)
+    for i in range(ws[0]):
+        for j in range(ws[1]):
+            win = xp[:, i * dil[0]::stride[0], j * dil[1]::stride[1]][:, :oh, :ow]
+            want_dw[i, j] = np.einsum("nrqc,nrqf->cf", win, dout)
+    want_db = dout.sum(axis=(0, 1, 2), dtype=np.float64)
+    line = (xs[2] + sum(pads[1])) * xs[3] * 4
+    prev = ops_threads.num_threads()
+    ops_threads.set_num_threads(threads)
+    got = []
+    try:
+        for rows in (1, (ws[0] - 1) * dil[0] + 1 + stride[0], 1 << 20):
+            monkeypatch.setattr(direct, "ROW_SCRATCH", rows * line)
+            out = direct.direct_forward(x, w, b, stride, pads, dil, relu=False)
+            dw, db = direct.direct_weight_grad(x, dout, ws, stride, pads, dil)
+            got.append(out)
+            np.testing.assert_allclose(dw, want_dw, rtol=1e-4, atol=1e-5 * np.abs(want_dw).max())
+            np.testing.assert_allclose(db, want_db, rtol=1e-4, atol=1e-5 * np.abs(want_db).max())
+    finally:
+        ops_threads.set_num_threads(prev)
+    assert got[0].shape == want.shape
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    for other in got[1:]:
+        np.testing.assert_array_equal(other, got[0])
+
+
 def test_nan_input_reaches_the_outputs_that_read_it_through_the_relu():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 8, 9, 3)).astype(np.float32)
@@ -145,7 +192,7 @@ def test_falls_back_to_im2col_when_the_kernels_are_turned_off():
             off, cache_off = conv2d_forward(*args)              # cached "direct" not reused
             assert algorithm_of(cache_off) == "im2col"
             with pytest.raises(ValueError, match="needs float32, F a multiple of 16 and numba"):
-                direct.direct_forward(x, w, None, (1, 1), (1, 1), 30, 30)
+                direct.direct_forward(x, w, None, (1, 1), ((0, 0), (0, 0)), (1, 1))
     finally:
         algo.clear_cache()
     np.testing.assert_allclose(off, out, rtol=1e-5, atol=1e-5)
@@ -154,10 +201,11 @@ def test_falls_back_to_im2col_when_the_kernels_are_turned_off():
 def test_forward_rejects_what_it_cannot_run():
     x = np.zeros((1, 6, 6, 3))
     with pytest.raises(ValueError, match=r"got float64 x float64, F = 16"):
-        direct.direct_forward(x, np.zeros((3, 3, 3, 16)), None, (1, 1), (1, 1), 4, 4)
+        direct.direct_forward(x, np.zeros((3, 3, 3, 16)), None, (1, 1), ((0, 0), (0, 0)),
+                              (1, 1))
     with pytest.raises(ValueError, match=r"F = 24"):
         direct.direct_forward(x.astype(np.float32), np.zeros((3, 3, 3, 24), np.float32),
-                              None, (1, 1), (1, 1), 4, 4)
+                              None, (1, 1), ((0, 0), (0, 0)), (1, 1))
 
 
 @pytest.mark.parametrize("x_shape, w_shape, dtype, expected", [
@@ -205,6 +253,8 @@ WGRAD = [
     ((3, 7, 8, 1), (3, 3, 1, 112), (1, 1), ((0, 0), (2, 1)), (2, 1)),      # 64 + 32 + 16
     ((2, 12, 11, 3), (5, 5, 3, 80), (2, 1), ((2, 2), (1, 2)), (1, 1)),     # K = 75: after
     #                                                                     the deep forward
+    ((3, 9, 8, 1), (5, 5, 1, 16), (1, 2), ((2, 2), (1, 3)), (1, 1)),       # K = 25: 6 x 4 + 1
+    ((1, 5, 7, 2), (2, 2, 2, 32), (1, 1), ((0, 1), (1, 0)), (2, 1)),       # K = 8: 6 + 1 + 1
 ]
 
 
