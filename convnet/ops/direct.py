@@ -113,10 +113,50 @@ def _kernel(lanes: int, fixed: tuple | None = None):
     return jit.built(_built, (lanes, fixed), lambda: _build(lanes, fixed or (0,) * 8))
 
 
+def _helpers():
+    """The band scratch's two helpers, compiled once for every kernel that uses them."""
+    return jit.built(_built, "helpers", _build_helpers)
+
+
+def _build_helpers():
+    from numba import njit
+
+    def fill(xf, xs, geo, n, ra, rb):
+        """xs = the padded rows that output rows ra..rb of image n read (zeros outside
+        the unpadded input xf), from padded row ra * s_h on."""
+        wp, c, kh, sh, dh = geo[1], geo[2], geo[6], geo[8], geo[10]
+        h, w, pt, pl = geo[12], geo[13], geo[14], geo[15]
+        line = wp * c                                   # one padded row
+        lo, hi = pl * c, (pl + w) * c                   # its columns from the input
+        for k in range((rb - ra - 1) * sh + (kh - 1) * dh + 1):
+            y, d = ra * sh + k - pt, k * line
+            # (plain loops: numba's slice assignment compiled to 20 MB of code)
+            if y < 0 or y >= h:
+                for i in range(d, d + line):
+                    xs[i] = 0.0
+            else:
+                src = (n * h + y) * w * c - lo
+                for i in range(d, d + lo):
+                    xs[i] = 0.0
+                for i in range(lo, hi):
+                    xs[d + i] = xf[src + i]
+                for i in range(d + hi, d + line):
+                    xs[i] = 0.0
+
+    def scratch(geo, band):
+        """A band's padded rows: ((band - 1) s_h + (KH - 1) d_h + 1) x Wp x C floats."""
+        return np.empty(((band - 1) * geo[8] + (geo[6] - 1) * geo[10] + 1) * geo[1] * geo[2],
+                        np.float32)
+
+    return njit(nogil=True, cache=False)(fill), njit(nogil=True, cache=False)(scratch)
+
+
 def _build(lanes, fixed):
     from numba import njit
 
     from .simd import vadd, vbcast, vfma, vkeep, vload, vrelu, vsplat, vstore
+
+    fill, scratch = _helpers()
 
     # Compile-time constants where ``fixed`` gives them (0: read from geo at run time).
     C_, F_, KH_, KW_, SH_, SW_, DH_, DW_ = fixed
@@ -252,31 +292,6 @@ def _build(lanes, fixed):
                 t += 1
         o = taps * f + f0
         vstore(acc, o, vadd(vload(acc, o, lanes), db))
-
-    @njit(nogil=True, cache=False)
-    def fill(xf, xs, geo, n, ra, rb):
-        """xs = the padded rows that output rows ra..rb of image n read (zeros outside
-        the unpadded input xf), from padded row ra * s_h on."""
-        wp, c, kh, sh, dh = geo[1], geo[2], geo[6], geo[8], geo[10]
-        h, w, pt, pl = geo[12], geo[13], geo[14], geo[15]
-        line = wp * c                                   # one padded row
-        lo, hi = pl * c, (pl + w) * c                   # its columns from the input
-        for k in range((rb - ra - 1) * sh + (kh - 1) * dh + 1):
-            y, d = ra * sh + k - pt, k * line
-            if y < 0 or y >= h:
-                xs[d:d + line] = 0
-            else:
-                src = (n * h + y) * w * c
-                xs[d:d + lo] = 0
-                xs[d + lo:d + hi] = xf[src:src + w * c]
-                xs[d + hi:d + line] = 0
-
-    def scratch(geo, band):
-        """A band's padded rows: ((band - 1) s_h + (KH - 1) d_h + 1) x Wp x C floats."""
-        return np.empty(((band - 1) * geo[8] + (geo[6] - 1) * geo[10] + 1) * geo[1] * geo[2],
-                        np.float32)
-
-    scratch = njit(nogil=True, cache=False)(scratch)
 
     @njit(nogil=True, cache=False)
     def padded(xf, wf, b, of, relu, geo, n0, n1, r0, r1, f0, band):
