@@ -401,7 +401,6 @@ def direct_forward(x, w, b, stride, pads, dilation, relu=False):
     if not applies(w.shape, 1, np.result_type(x.dtype, w.dtype)):
         raise ValueError(f"direct_forward: needs float32, F a multiple of 16 and numba; got "
                          f"{x.dtype} x {w.dtype}, F = {f}, jit enabled: {jit.enabled()}")
-    (pt, pb), (pl, pr) = pads
     out_h, out_w = conv_output_shape((h, wd), (kh, kw), stride, pads, dilation)
     wf = np.ascontiguousarray(w).reshape(-1)
     bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
@@ -409,7 +408,9 @@ def direct_forward(x, w, b, stride, pads, dilation, relu=False):
     of = out.reshape(-1)
     flops = 2 * out.size * kh * kw * c
     if kh * kw * c > MAX_TAPS:
-        x_pad = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        from .conv import pad_nhwc  # (ops.conv imports this module)
+
+        x_pad = pad_nhwc(x, pads)                  # x itself where nothing is padded
         geo = _geometry(x_pad, w.shape, out_h, out_w, stride, dilation)
         _deep(x_pad.reshape(-1), wf, bias, of, bool(relu), geo, w.shape, n * out_h * out_w,
               flops)
