@@ -13,6 +13,10 @@ Algorithms (see ``ops.im2col`` and ``ops.winograd``):
     "narrow"     direct conv with the ReLU and max pool fused, forward and backward
                  (``ops.narrow``): float32, groups 1, numba installed; chosen where the
                  banded GEMM would run
+    "winograd_rows"  1-D Winograd F(4, 3) along the rows, direct down the columns
+                 (``ops.winograd_rows``): 3-wide kernels at width stride and dilation 1,
+                 float32, F a multiple of 16, numba installed; chosen where the direct
+                 kernel's thin path would run (first layers)
 
 ``choose`` looks the shape up in a cache; on a miss it asks ``heuristic`` (rules
 fitted to measurements on a 2-core AVX-512 Xeon, see benchmarks/RESULTS.md) or, under
@@ -30,7 +34,8 @@ import threading
 
 import numpy as np
 
-ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz", "direct", "narrow")
+ALGORITHMS = ("im2col", "gemm1x1", "winograd2", "winograd4", "toeplitz", "direct", "narrow",
+              "winograd_rows")
 
 _local = threading.local()
 _cache: dict = {}
@@ -106,6 +111,10 @@ def applicable(name, x_shape, w_shape, stride, pads, dilation, groups, dtype=Non
     if name == "narrow":
         from .narrow import applies
         return dtype is not None and applies(groups, dtype)
+    if name == "winograd_rows":
+        from .winograd_rows import applies
+        return dtype is not None and applies(x_shape, w_shape, stride, pads, dilation, groups,
+                                             dtype)
     raise ValueError(f"unknown conv algorithm {name!r}")
 
 
@@ -134,6 +143,12 @@ def heuristic(x_shape, w_shape, stride, pads, dilation, groups, dtype=None) -> s
     from . import direct
     gemm = "direct" if dtype is not None and direct.applies_well(
         x_shape, w_shape, stride, pads, dilation, groups, dtype) else "im2col"
+    if (gemm == "direct" and np.prod(w_shape[:3]) <= direct.MAX_TAPS
+            and applicable("winograd_rows", x_shape, w_shape, stride, pads, dilation, groups,
+                           dtype)):
+        # A thin 3-wide conv: F(4, 3) along the rows halves the direct kernel's
+        # multiply-adds (benchmarks/RESULTS.md, sixteenth pass).
+        gemm = "winograd_rows"
     if not applicable("winograd4", x_shape, w_shape, stride, pads, dilation, groups):
         return gemm
     n, h, w, c = x_shape
@@ -179,8 +194,8 @@ def choose(x_shape, w_shape, stride, pads, dilation, groups, dtype, timer=None) 
                                   groups, dtype) else "im2col"
     key = shape_key(x_shape, w_shape, stride, pads, dilation, groups, dtype)
     name = _cache.get(key)
-    if name in ("direct", "narrow") and not applicable(name, x_shape, w_shape, stride, pads,
-                                                       dilation, groups, dtype):
+    if name in ("direct", "narrow", "winograd_rows") and not applicable(
+            name, x_shape, w_shape, stride, pads, dilation, groups, dtype):
         name = None                    # ops.jit was turned off after the choice was cached
     if name is None:
         cands = candidates(x_shape, w_shape, stride, pads, dilation, groups, dtype)

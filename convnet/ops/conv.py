@@ -21,6 +21,9 @@ the choice, so ``conv2d_backward`` runs the matching backward:
                would run; dW direct when no dX is needed, else im2col's backward
     narrow     direct conv + ReLU + max pool for narrow layers, forward and backward
                (``ops.narrow``), where the banded GEMM would run
+    winograd_rows  1-D Winograd F(4, 3) along the rows (``ops.winograd_rows``), where
+               direct's thin kernel would run; dW the same way when no dX is needed,
+               else im2col's backward
 Every algorithm computes in the inputs' dtype (float32 stays float32).
 """
 
@@ -30,7 +33,7 @@ import time
 
 import numpy as np
 
-from . import algo, direct, narrow, threads, toeplitz, winograd
+from . import algo, direct, narrow, threads, toeplitz, winograd, winograd_rows
 from .activation import relu_backward
 from .im2col import (
     bias_grad,
@@ -220,14 +223,31 @@ def _direct_backward(dout, cache, need, relu_out=None):
     return None, dw, db if has_bias and need[2] else None
 
 
+def _wrows_forward(x, w, b, stride, pads, dilation, groups, relu=False):
+    out = winograd_rows.forward(x, w, b, stride, pads, dilation, relu)
+    return out, (x, None, w, stride, pads, dilation, groups, b is not None)  # im2col's
+
+
+def _wrows_backward(dout, cache, need, relu_out=None):
+    x, _, w, stride, pads, dilation, groups, has_bias = cache
+    if (need[0] or not need[1] or not winograd_rows.weight_grad_pays(w.shape)
+            or np.result_type(x.dtype, dout.dtype) != np.float32
+            or not winograd_rows.applies(x.shape, w.shape, stride, pads, dilation, groups,
+                                         np.float32)):
+        return _im2col_backward(dout, cache, need, relu_out)
+    dw, db = winograd_rows.weight_grad(x, dout, w.shape, stride, pads, dilation,
+                                       relu_out)                   # a first layer: no dx
+    return None, dw, db if has_bias and need[2] else None
+
+
 _FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
             "winograd2": _winograd_forward(2), "winograd4": _winograd_forward(4),
             "toeplitz": _on_padded(toeplitz.toeplitz_forward), "direct": _direct_forward,
-            "narrow": _on_padded(narrow.narrow_forward)}
+            "narrow": _on_padded(narrow.narrow_forward), "winograd_rows": _wrows_forward}
 _BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
              "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward,
              "toeplitz": _unpadding(toeplitz.toeplitz_backward), "direct": _direct_backward,
-             "narrow": _unpadding(narrow.narrow_backward)}
+             "narrow": _unpadding(narrow.narrow_backward), "winograd_rows": _wrows_backward}
 
 
 def choose_algorithm(x, w, b, stride, pads, dilation, groups=1) -> str:

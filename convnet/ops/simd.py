@@ -19,6 +19,7 @@ instruction:
                            bounds check and no wraparound of a negative i)
     vfma(a, b, c)          a * b + c, fused (one rounding)
     vadd(a, b)             a + b
+    vsub(a, b)             a - b
     vrelu(v)               0 where v < 0, else v (NaN stays NaN, as torch's ReLU)
     vkeep(g, k)            g where k != 0 (NaN included), else +0: a ReLU's backward
                            mask, bit-exact (``activation.relu_mask``'s rule)
@@ -233,6 +234,15 @@ def vadd(typingctx, a, b):
 
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
+    return vec(a, b), codegen
+
+
+@intrinsic
+def vsub(typingctx, a, b):
+    vec = _same(a, b)
+
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1])
     return vec(a, b), codegen
 
 

@@ -1,4 +1,5 @@
-"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4, toeplitz, direct, narrow), forced
+"""Every conv2d algorithm (im2col, gemm1x1, winograd2, winograd4, toeplitz, direct, narrow,
+winograd_rows), forced
 in turn through the same oracle tests: a loop reference written here, torch, and float64
 finite differences, always with random upstream gradients.  Plus Winograd's float32 error
 against a float64 direct conv, the blocked/threaded paths, and the algorithm cache."""
@@ -59,6 +60,11 @@ def expected_algo(name, xs, ws, stride, pads, dil, groups, dtype=np.float32):
     name = base_algo(name)
     if name == "direct":           # float32, F a multiple of 16, numba (ops.direct)
         ok = groups == 1 and ws[3] % 16 == 0 and dtype == np.float32 and jit.enabled()
+        return name if ok else "im2col"
+    if name == "winograd_rows":    # 3-wide, width stride and dilation 1 (ops.winograd_rows)
+        out_w = (xs[2] + sum(pads[1]) - 2 * dil[1] - 1) // stride[1] + 1
+        ok = (groups == 1 and ws[1] == 3 and stride[1] == dil[1] == 1 and ws[3] % 16 == 0
+              and out_w >= 5 and dtype == np.float32 and jit.enabled())
         return name if ok else "im2col"
     if name == "narrow":           # float32, groups 1, numba (ops.narrow)
         ok = groups == 1 and dtype == np.float32 and jit.enabled()
@@ -443,7 +449,7 @@ def test_heuristic_choices_are_cached_per_shape():
     assert algo.choose((1, 224, 224, 3), (5, 5, 3, 8), (1, 1), ((2, 2), (2, 2)), (1, 1), 1,
                        np.float32) == "im2col"                               # band too wide
     first = ((64, 32, 32, 3), (3, 3, 3, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)  # conv1_1
-    assert algo.choose(*first, np.float32) == ("direct" if jit.enabled() else "im2col")
+    assert algo.choose(*first, np.float32) == ("winograd_rows" if jit.enabled() else "im2col")
     assert algo.choose(*first, np.float64) == "im2col"                     # float32 only
     conv5 = ((1, 14, 14, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     # F(2x2) with ops.points' kernels (float32, numba); else im2col's one GEMM

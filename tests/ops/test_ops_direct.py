@@ -42,7 +42,7 @@ def loops(x, w, b, stride, pads, dil, relu):
 def test_vector_ops_match_numpy_lane_by_lane(lanes):
     from numba import njit
 
-    from convnet.ops.simd import vadd, vbcast, vfma, vload, vrelu, vsplat, vstore
+    from convnet.ops.simd import vadd, vbcast, vfma, vload, vrelu, vsplat, vstore, vsub
 
     @njit
     def kernel(a, b, c, s, out):
@@ -52,11 +52,12 @@ def test_vector_ops_match_numpy_lane_by_lane(lanes):
             vstore(out[1], i, vrelu(vload(a, i, lanes)))
             vstore(out[2], i, vadd(vload(a, i, lanes), vsplat(s, lanes)))
             vstore(out[3], i, vbcast(b, i // lanes + 1, lanes))
+            vstore(out[4], i, vsub(vload(a, i, lanes), vload(b, i, lanes)))
 
     rng = np.random.default_rng(0)
     a, b, c = (rng.standard_normal(3 * lanes).astype(np.float32) for _ in range(3))
     a[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1e-30]
-    out = np.empty((4, 3 * lanes), np.float32)
+    out = np.empty((5, 3 * lanes), np.float32)
     kernel(a, b, c, 1.5, out)
     want = (a.astype(np.float64) * b + c).astype(np.float32)             # one rounding
     np.testing.assert_array_equal(out[0], want)
@@ -64,6 +65,7 @@ def test_vector_ops_match_numpy_lane_by_lane(lanes):
     assert np.isnan(out[1][0]) and np.signbit(out[1][1]) and out[1][5] == 0
     np.testing.assert_array_equal(out[2], a + np.float32(1.5))
     np.testing.assert_array_equal(out[3], np.repeat(b[1:4], lanes))    # b[1], b[2], b[3]
+    np.testing.assert_array_equal(out[4], a - b)
 
 
 def test_vector_width_must_be_a_supported_constant():
@@ -181,7 +183,7 @@ def test_nan_input_reaches_the_outputs_that_read_it_through_the_relu():
 def test_falls_back_to_im2col_when_the_kernels_are_turned_off():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((16, 32, 32, 3)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 3, 32)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 32)).astype(np.float32)      # 2 wide: not F(4, 3) rows
     args = (x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     algo.clear_cache()
     try:
@@ -228,7 +230,9 @@ def test_applies_well_to_large_enough_float32_convs(x_shape, w_shape, dtype, exp
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, expected", [
-    ((1, 224, 224, 3), (3, 3, 3, 64), 1, "direct"),        # thin: im2col's place
+    ((1, 224, 224, 3), (3, 3, 3, 64), 1, "winograd_rows"),  # thin, 3 wide: F(4, 3) rows
+    ((1, 224, 224, 3), (3, 3, 3, 64), 2, "direct"),        # thin, strided: im2col's place
+    ((64, 32, 32, 3), (3, 2, 3, 64), 1, "direct"),         # thin, 2 wide
     ((1, 14, 14, 512), (3, 3, 512, 512), 1, "winograd2"),  # 0.4 pixels per channel:
     #                                                        F(2x2) in ops.points' kernels
     ((1, 14, 14, 520), (3, 3, 520, 512), 1, "direct"),     # ... which need C in sixteens
@@ -241,7 +245,8 @@ def test_heuristic_gives_direct_im2col_s_place(x_shape, w_shape, stride, expecte
     args = (x_shape, w_shape, (stride, stride), ((1, 1), (1, 1)), (1, 1), 1, np.float32)
     if w_shape[0] == 1:
         args = args[:3] + (((0, 0), (0, 0)),) + args[4:]
-    want = expected if expected not in ("direct", "winograd2") or jit.enabled() else "im2col"
+    want = (expected if expected not in ("direct", "winograd2", "winograd_rows") or jit.enabled()
+            else "im2col")
     assert algo.heuristic(*args) == want
 
 

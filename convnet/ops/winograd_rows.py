@@ -1,0 +1,462 @@
+"""1-D Winograd F(4, 3) along the rows, direct down the columns (float32, with numba).
+
+Notation as in ``ops.direct``: x (N, H, W, C) unpadded, w (KH, 3, C, F), out (N, OH, OW,
+F); stride (s_h, 1), dilation (d_h, 1); T = ceil(OW / 4) tiles of 4 outputs in a row.
+
+A first layer (C = 3: K = 27 taps) is too thin for a GEMM, and the direct kernel
+(``ops.direct``) does K multiply-adds per output and channel, at most the core's FMA
+rate.  Along the width, Winograd's F(4, 3) makes 4 neighbouring outputs of one kernel
+row from 6 products instead of 12 (Lavin & Gray's B, G, A; ``winograd_transforms``):
+
+    out[n, r, 4t:4t+4, f] = b[f] + A^T sum_{i, c} V[r s_h + i d_h, c, :, t] * U[i, c, :, f]
+    V[y, c, :, t] = B^T x_pad[n, y, 4t:4t+6, c]          (6 values: the input transform)
+    U[i, c, :, f] = G w[i, :, c, f]                       (6 values: the weight transform)
+
+so 4 outputs x 32 channels take KH*C*6 FMAs in 32 lanes instead of KH*C*12.  The rows
+(KH of them, any stride and dilation) stay direct, and a thin layer's transforms are
+cheap: V has 6/4 values per input value, made once per padded row for the KH output rows
+that read it, in a per-thread scratch a band of rows at a time (zeros outside the input:
+no padded copy); U is (KH, C, 6, F), made once per call.
+
+    forward kernel: 2 tiles x 6 sums x 32 lanes, 24 AVX-512 registers, for the whole sum
+        over (i, c); per (i, c) 6 weight loads, 12 broadcasts of V and 24 FMAs; then A^T,
+        the bias, the ReLU and up to 8 stores.
+    weight gradient (a first layer: no dX), the same transforms transposed,
+        dW[i, :, c, f] = G^T sum_{n, r, t} V[r s_h + i d_h, c, :, t] * Z[n, r, t, :, f],
+        Z[.., t, :, f] = A dy,  dy = dout[n, r, 4t:4t+4, f] (0 past OW)
+        summed in registers for 6 (i, c) pairs x 64 lanes (then 3 pairs, then 1) over
+        TILE_BLOCK tiles, whose Z sits in L1; G^T is applied once, to the sum.
+
+The arrays the kernels load whole vectors from (U, the output) are 64-byte aligned: with
+NumPy's 16-byte alignment every other vector load split across two cache lines, which
+cost the forward kernel about a fifth of its speed (benchmarks/RESULTS.md).
+
+``applies``: float32, groups 1, F a multiple of 16, a 3-wide kernel at width stride and
+dilation 1, an output at least 5 wide (two tiles), numba installed and ``ops.jit``
+enabled.  ``ops.algo`` chooses it where the direct kernel's thin path would run.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import jit
+from .direct import _row_blocks  # (n0, n1, r0, r1): whole images, or bands of rows
+from .shape import conv_output_shape
+from .threads import num_threads, run_blocks, run_reduce
+from .winograd_transforms import _MATRICES
+
+LANES = 32          # forward: output channels per pass (2 tiles x 6 x 32 lanes: 24 zmm)
+TILE_BLOCK = 16     # weight gradient: tiles whose Z (16 x 6 x 64 lanes: 24 KB) stays in L1
+V_SCRATCH = 48 << 10    # bytes of transformed input rows built per band
+PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread (as ops.direct)
+DW_ACC_BYTES = 4 << 20      # the weight gradient's per-thread (KH*C*6 + 1) x F accumulator
+_built: dict = {}
+
+
+def applies(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> bool:
+    """Whether the kernels can run this conv."""
+    kh, kw, _, f = w_shape
+    if (groups != 1 or kw != 3 or stride[1] != 1 or dilation[1] != 1 or f % 16
+            or np.dtype(dtype) != np.float32 or not jit.enabled()):
+        return False
+    out_w = conv_output_shape(x_shape[1:3], w_shape[:2], stride, pads, dilation)[1]
+    return out_w >= 5
+
+
+def weight_grad_pays(w_shape) -> bool:
+    """Whether the weight gradient's per-thread accumulator is at most DW_ACC_BYTES."""
+    kh, _, c, f = w_shape
+    return (kh * c * 6 + 1) * f * 4 <= DW_ACC_BYTES
+
+
+def aligned_empty(shape, align: int = 64) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on an ``align``-byte boundary."""
+    size = int(np.prod(shape))
+    buf = np.empty(size + align // 4, np.float32)
+    start = (-buf.ctypes.data % align) // 4
+    return buf[start:start + size].reshape(shape)
+
+
+def _kernels():
+    return jit.built(_built, "kernels", _build)
+
+
+def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
+    from numba import njit, prange
+
+    from .simd import vadd, vbcast, vfma, vkeep, vload, vrelu, vsplat, vstore, vstore_n, vsub
+
+    @njit(nogil=True, cache=False)
+    def transform(xf, vs, pb, geo, n, ra, rb):
+        """vs[((yy C + c) 6 + k) T + t] = (B^T x_pad[n, ra s_h + yy, 4t:4t+6, c])[k] for
+        the padded rows output rows ra..rb read (zeros outside the input).  pb: 4 (T + 1)
+        + 16 floats, one padded row of one channel split by column mod 4, so that the
+        six inputs of 16 tiles are six runs of 16."""
+        h, w, c = geo[0], geo[1], geo[2]
+        kh, sh, dh, pt, pl, nt = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+        m = nt + 1
+        two, four, minus2 = vsplat(2.0, 16), vsplat(4.0, 16), vsplat(-2.0, 16)
+        minus4, minus5 = vsplat(-4.0, 16), vsplat(-5.0, 16)
+        for yy in range((rb - ra - 1) * sh + (kh - 1) * dh + 1):
+            y = ra * sh + yy - pt
+            for ch in range(c):
+                o = (yy * c + ch) * 6 * nt
+                if y < 0 or y >= h:
+                    for i in range(o, o + 6 * nt):
+                        vs[i] = 0.0
+                    continue
+                src = (n * h + y) * w * c + ch
+                for j in range(4):          # pb[j m + t] = x column 4t + j - pad_left
+                    lo = min(m, max(0, (pl - j + 3) // 4))
+                    hi = max(lo, min(m, (w + pl - j + 3) // 4))
+                    for t in range(lo):
+                        pb[j * m + t] = 0.0
+                    for t in range(lo, hi):
+                        pb[j * m + t] = xf[src + (4 * t + j - pl) * c]
+                    for t in range(hi, m):
+                        pb[j * m + t] = 0.0
+                for t in range(0, nt, 16):
+                    cnt = min(16, nt - t)
+                    d0, d1 = vload(pb, t, 16), vload(pb, m + t, 16)
+                    d2, d3 = vload(pb, 2 * m + t, 16), vload(pb, 3 * m + t, 16)
+                    d4, d5 = vload(pb, t + 1, 16), vload(pb, m + t + 1, 16)
+                    s12, s34 = vadd(d1, d2), vadd(d3, d4)
+                    e31, e42 = vsub(d3, d1), vsub(d4, d2)
+                    vstore_n(vs, o + t, vfma(d0, four, vfma(d2, minus5, d4)), cnt)
+                    vstore_n(vs, o + nt + t, vfma(s12, minus4, s34), cnt)
+                    vstore_n(vs, o + 2 * nt + t, vfma(vsub(d1, d2), four, vsub(d4, d3)), cnt)
+                    vstore_n(vs, o + 3 * nt + t, vfma(e31, two, e42), cnt)
+                    vstore_n(vs, o + 4 * nt + t, vfma(e31, minus2, e42), cnt)
+                    vstore_n(vs, o + 5 * nt + t, vfma(d1, four, vfma(d3, minus5, d5)), cnt)
+
+    def make_rows(lanes):
+        @njit(nogil=True, cache=False, inline="always")
+        def out4(of, o, f, m0, m1, m2, m3, m4, m5, bb, relu, cnt):
+            """A^T m + b (clamped with relu): the tile's first cnt outputs at of[o::f]."""
+            s1, d1, s2, d2 = vadd(m1, m2), vsub(m1, m2), vadd(m3, m4), vsub(m3, m4)
+            y0 = vadd(vadd(m0, s1), vadd(s2, bb))
+            y1 = vfma(d2, vsplat(2.0, lanes), vadd(d1, bb))
+            y2 = vfma(s2, vsplat(4.0, lanes), vadd(s1, bb))
+            y3 = vfma(d2, vsplat(8.0, lanes), vadd(vadd(d1, m5), bb))
+            if relu:
+                y0, y1, y2, y3 = vrelu(y0), vrelu(y1), vrelu(y2), vrelu(y3)
+            vstore(of, o, y0)
+            if cnt > 1:
+                vstore(of, o + f, y1)
+            if cnt > 2:
+                vstore(of, o + 2 * f, y2)
+            if cnt > 3:
+                vstore(of, o + 3 * f, y3)
+
+        @njit(nogil=True, cache=False)
+        def rows(vs, uf, b, of, relu, geo, n, ra, rb, f0):
+            """out rows ra..rb of image n, channels f0..f0+lanes, from vs (``transform``
+            of the band) and uf (U, (KH, C, 6, F))."""
+            c, oh, ow, f = geo[2], geo[3], geo[4], geo[5]
+            kh, sh, dh, nt = geo[6], geo[7], geo[8], geo[11]
+            row = c * 6 * nt                            # one padded row of vs
+            bb = vload(b, f0, lanes)
+            for r in range(ra, rb):
+                tt = 0
+                while tt < nt:
+                    t0 = min(tt, nt - 2)    # an odd last tile: the pair before it again
+                    a0 = vsplat(0.0, lanes)
+                    a1, a2, a3, a4, a5 = a0, a0, a0, a0, a0
+                    c0, c1, c2, c3, c4, c5 = a0, a0, a0, a0, a0, a0
+                    u = f0
+                    for i in range(kh):
+                        vi = ((r - ra) * sh + i * dh) * row + t0
+                        for ch in range(c):
+                            v = vi + ch * 6 * nt
+                            wv = vload(uf, u, lanes)
+                            a0 = vfma(vbcast(vs, v, lanes), wv, a0)
+                            c0 = vfma(vbcast(vs, v + 1, lanes), wv, c0)
+                            wv = vload(uf, u + f, lanes)
+                            a1 = vfma(vbcast(vs, v + nt, lanes), wv, a1)
+                            c1 = vfma(vbcast(vs, v + nt + 1, lanes), wv, c1)
+                            wv = vload(uf, u + 2 * f, lanes)
+                            a2 = vfma(vbcast(vs, v + 2 * nt, lanes), wv, a2)
+                            c2 = vfma(vbcast(vs, v + 2 * nt + 1, lanes), wv, c2)
+                            wv = vload(uf, u + 3 * f, lanes)
+                            a3 = vfma(vbcast(vs, v + 3 * nt, lanes), wv, a3)
+                            c3 = vfma(vbcast(vs, v + 3 * nt + 1, lanes), wv, c3)
+                            wv = vload(uf, u + 4 * f, lanes)
+                            a4 = vfma(vbcast(vs, v + 4 * nt, lanes), wv, a4)
+                            c4 = vfma(vbcast(vs, v + 4 * nt + 1, lanes), wv, c4)
+                            wv = vload(uf, u + 5 * f, lanes)
+                            a5 = vfma(vbcast(vs, v + 5 * nt, lanes), wv, a5)
+                            c5 = vfma(vbcast(vs, v + 5 * nt + 1, lanes), wv, c5)
+                            u += 6 * f
+                    o = ((n * oh + r) * ow + 4 * t0) * f + f0
+                    out4(of, o, f, a0, a1, a2, a3, a4, a5, bb, relu, ow - 4 * t0)
+                    out4(of, o + 4 * f, f, c0, c1, c2, c3, c4, c5, bb, relu, ow - 4 * t0 - 4)
+                    tt += 2
+        return rows
+
+    def make_grads(lanes):
+        @njit(nogil=True, cache=False)
+        def grads(vs, df, kf, acc, geo, n, ra, rb, f0, relu, zb, poff):
+            """acc[(p 6 + k) F + f0 + l] += sum over output rows ra..rb of image n and
+            their tiles t of vs[.., pair p = i C + c, k, t] * Z[t, k, f0 + l], and
+            acc[KH C 6 F + f0 + l] += the sum of dy (db); dy = dout masked where
+            kf == 0 (relu), Z = A dy.  poff[p]: pair p's offset in vs."""
+            c, oh, ow, f = geo[2], geo[3], geo[4], geo[5]
+            kh, sh, nt = geo[6], geo[7], geo[11]
+            pairs = kh * c
+            row = c * 6 * nt
+            zero = vsplat(0.0, lanes)
+            odb = pairs * 6 * f + f0
+            for r in range(ra, rb):
+                db = zero                   # added per row: the same sums for any band
+                vr = (r - ra) * sh * row
+                gr = (n * oh + r) * ow * f + f0
+                for tb in range(0, nt, TILE_BLOCK):
+                    te = min(tb + TILE_BLOCK, nt)
+                    for t in range(tb, te):                 # Z = A dy, tile by tile
+                        g = gr + 4 * t * f
+                        cnt = ow - 4 * t
+                        g0 = vload(df, g, lanes)
+                        g1 = vload(df, g + f, lanes) if cnt > 1 else zero
+                        g2 = vload(df, g + 2 * f, lanes) if cnt > 2 else zero
+                        g3 = vload(df, g + 3 * f, lanes) if cnt > 3 else zero
+                        if relu:
+                            g0 = vkeep(g0, vload(kf, g, lanes))
+                            if cnt > 1:
+                                g1 = vkeep(g1, vload(kf, g + f, lanes))
+                            if cnt > 2:
+                                g2 = vkeep(g2, vload(kf, g + 2 * f, lanes))
+                            if cnt > 3:
+                                g3 = vkeep(g3, vload(kf, g + 3 * f, lanes))
+                        s02, s13 = vadd(g0, g2), vadd(g1, g3)
+                        db = vadd(db, vadd(s02, s13))
+                        q02 = vfma(g2, vsplat(4.0, lanes), g0)
+                        q13 = vfma(g3, vsplat(4.0, lanes), g1)
+                        z = (t - tb) * 6 * lanes
+                        vstore(zb, z, g0)
+                        vstore(zb, z + lanes, vadd(s02, s13))
+                        vstore(zb, z + 2 * lanes, vsub(s02, s13))
+                        vstore(zb, z + 3 * lanes, vfma(q13, vsplat(2.0, lanes), q02))
+                        vstore(zb, z + 4 * lanes, vfma(q13, vsplat(-2.0, lanes), q02))
+                        vstore(zb, z + 5 * lanes, g3)
+                    for k in range(6):
+                        vk = vr + k * nt
+                        p = 0
+                        while p + 6 <= pairs:               # 6 pairs x lanes in registers
+                            a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+                            o0, o1, o2 = vk + poff[p], vk + poff[p + 1], vk + poff[p + 2]
+                            o3, o4, o5 = vk + poff[p + 3], vk + poff[p + 4], vk + poff[p + 5]
+                            for t in range(tb, te):
+                                zz = vload(zb, ((t - tb) * 6 + k) * lanes, lanes)
+                                a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
+                                a1 = vfma(vbcast(vs, o1 + t, lanes), zz, a1)
+                                a2 = vfma(vbcast(vs, o2 + t, lanes), zz, a2)
+                                a3 = vfma(vbcast(vs, o3 + t, lanes), zz, a3)
+                                a4 = vfma(vbcast(vs, o4 + t, lanes), zz, a4)
+                                a5 = vfma(vbcast(vs, o5 + t, lanes), zz, a5)
+                            for j, a in ((0, a0), (1, a1), (2, a2), (3, a3), (4, a4), (5, a5)):
+                                o = ((p + j) * 6 + k) * f + f0
+                                vstore(acc, o, vadd(vload(acc, o, lanes), a))
+                            p += 6
+                        if p + 3 <= pairs:                  # 3 of the last 5 (C = 3, 1)
+                            a0, a1, a2 = zero, zero, zero
+                            o0, o1, o2 = vk + poff[p], vk + poff[p + 1], vk + poff[p + 2]
+                            for t in range(tb, te):
+                                zz = vload(zb, ((t - tb) * 6 + k) * lanes, lanes)
+                                a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
+                                a1 = vfma(vbcast(vs, o1 + t, lanes), zz, a1)
+                                a2 = vfma(vbcast(vs, o2 + t, lanes), zz, a2)
+                            for j, a in ((0, a0), (1, a1), (2, a2)):
+                                o = ((p + j) * 6 + k) * f + f0
+                                vstore(acc, o, vadd(vload(acc, o, lanes), a))
+                            p += 3
+                        while p < pairs:
+                            a0 = zero
+                            o0 = vk + poff[p]
+                            for t in range(tb, te):
+                                zz = vload(zb, ((t - tb) * 6 + k) * lanes, lanes)
+                                a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
+                            o = (p * 6 + k) * f + f0
+                            vstore(acc, o, vadd(vload(acc, o, lanes), a0))
+                            p += 1
+                vstore(acc, odb, vadd(vload(acc, odb, lanes), db))
+        return grads
+
+    rows32, rows16 = make_rows(32), make_rows(16)
+    grads64, grads32, grads16 = make_grads(64), make_grads(32), make_grads(16)
+
+    @njit(nogil=True, cache=False)
+    def forward(xf, uf, b, of, relu, geo, n0, n1, r0, r1, band):
+        """Output rows r0..r1 of images n0..n1, every channel, a band of rows at a time."""
+        f, nt = geo[5], geo[11]
+        vs = np.empty(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * geo[2] * 6 * nt,
+                      np.float32)
+        pb = np.empty(4 * (nt + 1) + 16, np.float32)
+        for n in range(n0, n1):
+            for ra in range(r0, r1, band):
+                rb = min(ra + band, r1)
+                transform(xf, vs, pb, geo, n, ra, rb)
+                f0 = 0
+                while f0 + 32 <= f:
+                    rows32(vs, uf, b, of, relu, geo, n, ra, rb, f0)
+                    f0 += 32
+                if f0 < f:
+                    rows16(vs, uf, b, of, relu, geo, n, ra, rb, f0)
+
+    @njit(nogil=True, cache=False)
+    def weight_grad(xf, df, kf, acc, geo, n0, n1, r0, r1, relu, band):
+        """The weight-gradient sums of output rows r0..r1 of images n0..n1 added to acc."""
+        c, f, kh, dh, nt = geo[2], geo[5], geo[6], geo[8], geo[11]
+        vs = np.empty(((band - 1) * geo[7] + (kh - 1) * dh + 1) * c * 6 * nt, np.float32)
+        pb = np.empty(4 * (nt + 1) + 16, np.float32)
+        zb = np.empty(TILE_BLOCK * 6 * 64, np.float32)
+        poff = np.empty(kh * c, np.int64)
+        for i in range(kh):
+            for ch in range(c):
+                poff[i * c + ch] = (i * dh * c + ch) * 6 * nt
+        for n in range(n0, n1):
+            for ra in range(r0, r1, band):
+                rb = min(ra + band, r1)
+                transform(xf, vs, pb, geo, n, ra, rb)
+                f0 = 0
+                while f0 + 64 <= f:
+                    grads64(vs, df, kf, acc, geo, n, ra, rb, f0, relu, zb, poff)
+                    f0 += 64
+                if f0 + 32 <= f:
+                    grads32(vs, df, kf, acc, geo, n, ra, rb, f0, relu, zb, poff)
+                    f0 += 32
+                if f0 < f:
+                    grads16(vs, df, kf, acc, geo, n, ra, rb, f0, relu, zb, poff)
+
+    @njit(nogil=True, cache=False)
+    def weights(wf, g, uf, kh, c, f):
+        """uf[((i C + c) 6 + k) F + f] = sum_j G[k, j] w[i, j, c, f] (U), in float64."""
+        for i in range(kh):
+            for ch in range(c):
+                for k in range(6):
+                    o = ((i * c + ch) * 6 + k) * f
+                    for j in range(f):
+                        s = 0.0
+                        for t in range(3):
+                            s += g[k, t] * wf[((i * 3 + t) * c + ch) * f + j]
+                        uf[o + j] = s
+
+    @njit(nogil=True, cache=False, parallel=True)
+    def forward_bands(xf, wf, g, uf, b, of, relu, geo, blocks, band):
+        """U, then ``forward`` on blocks[i] = (n0, n1, r0, r1) in one parallel launch."""
+        weights(wf, g, uf, geo[6], geo[2], geo[5])
+        for i in prange(blocks.shape[0]):
+            forward(xf, uf, b, of, relu, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
+                    blocks[i, 3], band)
+
+    @njit(nogil=True, cache=False, parallel=True)
+    def weight_grad_bands(xf, df, kf, accs, geo, blocks, relu, band):
+        """``weight_grad`` on blocks[i] into accs[i] (zeroed first), in one launch."""
+        for i in prange(blocks.shape[0]):
+            acc = accs[i]
+            acc[:] = 0.0
+            weight_grad(xf, df, kf, acc, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
+                        blocks[i, 3], relu, band)
+
+    return SimpleNamespace(forward=forward, weight_grad=weight_grad, transform=transform,
+                           rows=(rows32, rows16), grads=(grads64, grads32, grads16),
+                           weights=weights, forward_bands=forward_bands,
+                           weight_grad_bands=weight_grad_bands)
+
+
+def _geometry(x_shape, w_shape, pads, dilation, stride):
+    """The kernels' int64 shape vector -- H, W, C, OH, OW, F, KH, s_h, d_h, pad_top,
+    pad_left, T -- and the band: the output rows whose transformed input rows fit in
+    V_SCRATCH bytes."""
+    n, h, wd, c = x_shape
+    kh, kw, _, f = w_shape
+    out_h, out_w = conv_output_shape((h, wd), (kh, kw), stride, pads, dilation)
+    nt = -(-out_w // 4)
+    geo = np.array([h, wd, c, out_h, out_w, f, kh, stride[0], dilation[0], pads[0][0],
+                    pads[1][0], nt], np.int64)
+    fit = V_SCRATCH // (c * 6 * nt * 4) - (kh - 1) * dilation[0] - 1
+    return geo, max(1, min(out_h, fit // stride[0] + 1))
+
+
+_G = np.asarray(_MATRICES[4][1], np.float64)                  # G, 6 x 3 (F(4, 3))
+
+
+def forward(x, w, b, stride, pads, dilation, relu=False):
+    """out (N, OH, OW, F) of the input (N, H, W, C) zero-padded by ``pads`` ((top,
+    bottom), (left, right)), clamped at 0 with ``relu``.  The blocks (whole images, or
+    bands of rows) run in one parallel launch of numba's where ``jit.parallel_launch``
+    allows, else on the pool."""
+    n, h, wd, c = x.shape
+    kh, kw, _, f = w.shape
+    dtype = np.result_type(x.dtype, w.dtype)
+    if not applies(x.shape, w.shape, stride, pads, dilation, 1, dtype):
+        out_w = conv_output_shape((h, wd), (kh, kw), stride, pads, dilation)[1]
+        raise ValueError(f"winograd_rows.forward: needs float32, a 3-wide kernel at width "
+                         f"stride and dilation 1, F a multiple of 16, an output at least 5 "
+                         f"wide and numba; got {dtype}, w {w.shape}, stride {tuple(stride)}, "
+                         f"dilation {tuple(dilation)}, an output {out_w} wide, jit enabled: "
+                         f"{jit.enabled()}")
+    geo, band = _geometry(x.shape, w.shape, pads, dilation, stride)
+    out_h, out_w = int(geo[3]), int(geo[4])
+    out = aligned_empty((n, out_h, out_w, f))
+    of = out.reshape(-1)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    wf = np.ascontiguousarray(w, np.float32).reshape(-1)
+    uf = aligned_empty(kh * c * 6 * f)
+    bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
+    k = _kernels()
+    parallel = 2 * out.size * kh * kw * c >= PARALLEL_FLOPS
+    blocks = _row_blocks(n, out_h, num_threads() if parallel else 1)
+    if parallel and jit.parallel_launch(len(blocks)):
+        k.forward_bands(xf, wf, _G, uf, bias, of, bool(relu), geo,
+                        np.array(blocks, np.int64), band)
+        jit.launched()
+        return out
+    k.weights(wf, _G, uf, kh, c, f)
+
+    def run(blk):
+        k.forward(xf, uf, bias, of, bool(relu), geo, *blk, band)
+
+    run_blocks(run, blocks, parallel=parallel)
+    return out
+
+
+def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
+    """(dW (KH, 3, C, F), db (F,)) of the conv ``forward`` ran, from its input (N, H, W,
+    C) and ``pads`` and dout (N, OH, OW, F), masked where ``relu_out`` is 0 (the fused
+    ReLU).  Each thread takes whole images (or, with fewer images than threads, a band
+    of each image's rows) into its own accumulator, and they are added in order: the
+    same bits on every run."""
+    n, out_h, out_w, f = dout.shape
+    kh, kw, c, _ = w_shape
+    xf = np.ascontiguousarray(x, np.float32).reshape(-1)
+    df = np.ascontiguousarray(dout, np.float32).reshape(-1)
+    kf = df if relu_out is None else np.ascontiguousarray(relu_out, np.float32).reshape(-1)
+    geo, band = _geometry(x.shape, w_shape, pads, dilation, stride)
+    k = _kernels()
+    size = (kh * c * 6 + 1) * f
+    relu = relu_out is not None
+    parallel = 2 * n * out_h * out_w * kh * kw * c * f >= PARALLEL_FLOPS
+    blocks = _row_blocks(n, out_h, num_threads() if parallel else 1)
+    if parallel and jit.parallel_launch(len(blocks)):
+        accs = aligned_empty((len(blocks), size))
+        k.weight_grad_bands(xf, df, kf, accs, geo, np.array(blocks, np.int64), relu, band)
+        jit.launched()
+        acc = accs[0]
+        for i in range(1, len(blocks)):
+            acc += accs[i]
+    else:
+        def block(blk, part):
+            if part is None:
+                part = aligned_empty(size)
+            part[...] = 0                                 # the kernels add into it
+            k.weight_grad(xf, df, kf, part, geo, *blk, relu, band)
+            return part
+
+        acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel,
+                         buffers=lambda i, shape, dtype: aligned_empty(shape))
+    sums = acc[:-f].reshape(kh, c, 6, f)
+    dw = np.einsum("kj,ickf->ijcf", _G.astype(np.float32), sums)  # G^T, once
+    return np.ascontiguousarray(dw), acc[-f:].copy()

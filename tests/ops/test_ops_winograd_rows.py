@@ -1,0 +1,228 @@
+"""1-D Winograd F(4, 3) along the rows (ops.winograd_rows): the forward and the first
+layer's weight gradient against float64 loop references and torch, on awkward shapes
+(partial and odd tile counts, strides and dilations down the columns, pads wider than
+the kernel, 32- and 16-lane channel chunks), every band height, one and two threads,
+numba's parallel launch and the pool; the same bits whichever way the blocks run.  The
+oracle tests through conv2d (loop reference, torch, finite differences) run in
+tests/ops/test_ops_conv_algos.py, where "winograd_rows" is one of the forced algorithms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convnet.ops import algo, jit, winograd_rows
+from convnet.ops import threads as ops_threads
+from convnet.ops.conv import algorithm_of, conv2d_forward
+
+pytestmark = pytest.mark.skipif(not jit.available(), reason="numba is not installed")
+
+
+def loops(x, w, b, stride, pads, dil):
+    """float64 conv, one output pixel at a time (x unpadded, NHWC; w HWIO)."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
+    kh, kw, _, f = w.shape
+    oh = (xp.shape[1] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (xp.shape[2] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((x.shape[0], oh, ow, f))
+    for r in range(oh):
+        for q in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    out[:, r, q] += xp[:, r * stride[0] + i * dil[0],
+                                       q * stride[1] + j * dil[1]] @ w[i, j]
+    return out + b
+
+
+def loop_weight_grad(x, dout, w_shape, stride, pads, dil):
+    """float64 (dW, db): dW[i, j, c, f] = sum over (n, r, q) of
+    x_pad[n, r s_h + i d_h, q s_w + j d_w, c] dout[n, r, q, f]."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), *pads, (0, 0)))
+    dout = dout.astype(np.float64)
+    oh, ow = dout.shape[1:3]
+    dw = np.zeros(w_shape)
+    for i in range(w_shape[0]):
+        for j in range(w_shape[1]):
+            win = xp[:, i * dil[0]::stride[0], j * dil[1]::stride[1]][:, :oh, :ow]
+            dw[i, j] = np.einsum("nrqc,nrqf->cf", win, dout)
+    return dw, dout.sum(axis=(0, 1, 2))
+
+
+# (x shape, w shape, stride, pads, dilation): 3 wide, width stride and dilation 1
+CONFIGS = [
+    ((2, 9, 11, 3), (3, 3, 3, 16), (1, 1), ((1, 1), (1, 1)), (1, 1)),   # 3 tiles, the last 3 wide
+    ((1, 12, 16, 3), (3, 3, 3, 64), (1, 1), ((1, 1), (1, 1)), (1, 1)),  # whole tiles, 2 chunks
+    ((3, 8, 22, 1), (5, 3, 1, 112), (1, 1), ((2, 2), (1, 1)), (1, 1)),  # 32 x 3 + 16 lanes
+    ((1, 11, 7, 2), (2, 3, 2, 48), (2, 1), ((0, 2), (3, 0)), (2, 1)),   # stride, dilation
+    ((2, 6, 5, 4), (1, 3, 4, 32), (3, 1), ((4, 3), (0, 2)), (1, 1)),    # pads > the kernel
+    ((1, 7, 9, 5), (3, 3, 5, 16), (1, 1), ((0, 0), (0, 0)), (1, 1)),    # no padding
+]
+IDS = ["odd-tiles", "whole-tiles", "chunks", "strided-dilated", "wide-pads", "valid"]
+
+
+def _bands(cfg):
+    """V_SCRATCH values giving bands of one output row, two, and the whole output."""
+    (n, h, wd, c), (kh, _, _, _), stride, pads, dil = cfg
+    out_w = wd + sum(pads[1]) - 2
+    row = c * 6 * -(-out_w // 4) * 4                  # bytes of one transformed input row
+    halo = (kh - 1) * dil[0] + 1
+    return [halo * row, (halo + stride[0]) * row, 1 << 24]
+
+
+def _run(fn, threads, launch):
+    """fn() on ``threads`` threads, through numba's parallel launch or the pool."""
+    prev, prev_launch = ops_threads.num_threads(), jit._state["parallel"]
+    ops_threads.set_num_threads(threads)
+    jit.set_parallel(launch)
+    try:
+        return fn()
+    finally:
+        ops_threads.set_num_threads(prev)
+        jit.set_parallel(prev_launch)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_forward_matches_the_loop_reference_in_every_band_and_launch(cfg, relu, monkeypatch):
+    monkeypatch.setattr(winograd_rows, "PARALLEL_FLOPS", 1)       # blocks in parallel
+    xs, ws, stride, pads, dil = cfg
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    want = loops(x, w, b, stride, pads, dil)
+    if relu:
+        want = np.maximum(want, 0)
+    got = []
+    for scratch in _bands(cfg):
+        monkeypatch.setattr(winograd_rows, "V_SCRATCH", scratch)
+        for threads, launch in ((1, False), (2, False), (2, True)):
+            got.append(_run(lambda: winograd_rows.forward(x, w, b, stride, pads, dil, relu),
+                            threads, launch))
+    assert got[0].shape == want.shape and got[0].dtype == np.float32
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    for other in got[1:]:                      # bands, threads, launches: the same bits
+        np.testing.assert_array_equal(other, got[0])
+    assert got[0].ctypes.data % 64 == 0                     # whole vectors on cache lines
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_weight_grad_matches_the_loop_reference_and_torch(cfg, relu, torch, monkeypatch):
+    from helpers import from_torch, to_torch
+
+    monkeypatch.setattr(winograd_rows, "PARALLEL_FLOPS", 1)
+    xs, ws, stride, pads, dil = cfg
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[3]).astype(np.float32)
+    out = winograd_rows.forward(x, w, b, stride, pads, dil, relu=True)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    mask = out if relu else None
+    want_dw, want_db = loop_weight_grad(x, dout * (out > 0) if relu else dout, ws, stride,
+                                        pads, dil)
+    got = []
+    for scratch in _bands(cfg):
+        monkeypatch.setattr(winograd_rows, "V_SCRATCH", scratch)
+        for threads, launch in ((1, False), (2, False), (2, True)):
+            got.append(_run(lambda: winograd_rows.weight_grad(x, dout, ws, stride, pads, dil,
+                                                              mask), threads, launch))
+    dw, db = got[0]
+    assert dw.shape == ws and db.shape == (ws[3],) and dw.dtype == db.dtype == np.float32
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-4, atol=1e-5 * np.abs(want_dw).max())
+    np.testing.assert_allclose(db, want_db, rtol=1e-4, atol=1e-5 * np.abs(want_db).max())
+    # got: per band height, (1 thread, 2 threads on the pool, 2 in numba's launch).  For a
+    # thread count the sums run in one order whatever the band (bands only change how
+    # often the input rows are transformed), and two threads' partials are added in order
+    # either way: the same bits.
+    for k in range(3):
+        for want_bits, other in ((got[0], got[3 * k]), (got[1], got[3 * k + 1]),
+                                 (got[1], got[3 * k + 2])):
+            np.testing.assert_array_equal(other[0], want_bits[0])
+            np.testing.assert_array_equal(other[1], want_bits[1])
+    np.testing.assert_allclose(got[1][0], want_dw, rtol=1e-4, atol=1e-5 * np.abs(want_dw).max())
+    # torch, float64
+    xt, wt = to_torch(x.astype(np.float64), "nhwc"), to_torch(w.astype(np.float64), "hwio", True)
+    bt = to_torch(b.astype(np.float64), requires_grad=True)
+    (pt, pb), (pl, pr) = pads
+    o = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (pl, pr, pt, pb)), wt, bt,
+                                   stride, 0, dil)
+    if relu:
+        o = torch.relu(o)
+    o.backward(to_torch(dout.astype(np.float64), "nhwc"))
+    for label, g, t in (("dw", dw, from_torch(wt.grad, "hwio")), ("db", db, from_torch(bt.grad))):
+        np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5 * np.abs(t).max(), err_msg=label)
+
+
+def test_winograd_error_on_unit_variance_data_is_within_1e_4():
+    """The issue's bound for every Winograd path: relative to the float64 direct conv."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 40, 40, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 64)).astype(np.float32)
+    b = np.zeros(64, np.float32)
+    want = loops(x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    got = winograd_rows.forward(x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    assert np.abs(got - want).max() / np.abs(want).max() <= 1e-4
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    want_dw, _ = loop_weight_grad(x, dout, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    dw, _ = winograd_rows.weight_grad(x, dout, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    assert np.abs(dw - want_dw).max() / np.abs(want_dw).max() <= 1e-4
+
+
+def test_nan_reaches_the_outputs_that_read_it_and_only_those():
+    """A tile's transforms mix its six inputs: a NaN input makes NaN only in the tiles
+    whose windows hold it (4 outputs wide, not 3) -- and the direct kernels' rule for
+    the rest: every finite output, here all clamped to 0 by the ReLU, stays finite."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 8, 12, 3)).astype(np.float32)
+    x[0, 3, 5, 1] = np.nan                       # padded column 6: tiles 0 (0..5) and 1 (4..9)
+    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    b = np.full(16, -50.0, np.float32)
+    out = winograd_rows.forward(x, w, b, (1, 1), ((1, 1), (1, 1)), (1, 1), relu=True)
+    nan = np.isnan(out).any(axis=-1)
+    assert nan[0, 2:5, 4:7].all()                # the pixels whose windows read it
+    assert not nan[0, :2].any() and not nan[0, 5:].any()      # other rows: untouched
+    assert (out[~np.isnan(out)] == 0).all()
+
+
+def test_conv2d_runs_it_for_a_first_layer_and_falls_back_when_it_cannot():
+    from convnet.ops.conv import conv2d_backward
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 16, 16, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 32)).astype(np.float32)
+    args = (x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    with algo.force("winograd_rows"):
+        out, cache = conv2d_forward(*args)
+        dx, dw, db = conv2d_backward(np.ones_like(out), cache, (True, True, False))
+        with jit.use(False):                         # no numba kernels: im2col
+            _, off = conv2d_forward(*args)
+        _, strided = conv2d_forward(x, w, None, (1, 2), ((1, 1), (1, 1)), (1, 1), 1)
+    assert algorithm_of(cache) == "winograd_rows"
+    assert algorithm_of(off) == algorithm_of(strided) == "im2col"
+    assert dx.shape == x.shape and dw.shape == w.shape and db is None    # dx: im2col's
+    with algo.force("im2col"):
+        want, cache2 = conv2d_forward(*args)
+        wdx, wdw, _ = conv2d_backward(np.ones_like(out), cache2, (True, True, False))
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, wdx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw, wdw, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("w_shape, stride, dilation, width, dtype, what", [
+    ((3, 3, 3, 16), (1, 1), (1, 1), 9, np.float64, "got float64"),
+    ((3, 3, 3, 24), (1, 1), (1, 1), 9, np.float32, r"w \(3, 3, 3, 24\)"),
+    ((3, 2, 3, 16), (1, 1), (1, 1), 9, np.float32, r"w \(3, 2, 3, 16\)"),
+    ((3, 3, 3, 16), (1, 2), (1, 1), 9, np.float32, r"stride \(1, 2\)"),
+    ((3, 3, 3, 16), (1, 1), (1, 2), 9, np.float32, r"dilation \(1, 2\)"),
+    ((3, 3, 3, 16), (1, 1), (1, 1), 3, np.float32, "an output 3 wide"),
+])
+def test_forward_rejects_what_it_cannot_run(w_shape, stride, dilation, width, dtype, what):
+    x = np.zeros((1, 6, width, w_shape[2]), dtype)
+    w = np.zeros(w_shape, dtype)
+    assert not winograd_rows.applies(x.shape, w.shape, stride, ((1, 1), (1, 1)), dilation,
+                                     1, dtype)
+    with pytest.raises(ValueError, match=what):
+        winograd_rows.forward(x, w, None, stride, ((1, 1), (1, 1)), dilation)
