@@ -48,8 +48,8 @@ from .shape import conv_output_shape
 from .threads import num_threads, run_blocks, run_reduce
 from .winograd_transforms import _MATRICES
 
-LANES = 32          # forward: output channels per pass (2 tiles x 6 x 32 lanes: 24 zmm)
-TILE_BLOCK = 16     # weight gradient: tiles whose Z (16 x 6 x 64 lanes: 24 KB) stays in L1
+TILE_BLOCK = 8      # weight gradient: tiles whose Z (8 x 6 x 64 lanes: 12 KB) stays in L1 beside
+#                    the transformed rows (16 and 32 measured 5-20 % slower)
 V_SCRATCH = 48 << 10    # bytes of transformed input rows built per band
 PARALLEL_FLOPS = 16 << 20   # smaller convs run on the calling thread (as ops.direct)
 DW_ACC_BYTES = 4 << 20      # the weight gradient's per-thread (KH*C*6 + 1) x F accumulator
@@ -91,46 +91,49 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
 
     @njit(nogil=True, cache=False)
     def transform(xf, vs, pb, geo, n, ra, rb):
-        """vs[((yy C + c) 6 + k) T + t] = (B^T x_pad[n, ra s_h + yy, 4t:4t+6, c])[k] for
-        the padded rows output rows ra..rb read (zeros outside the input).  pb: 4 (T + 1)
-        + 16 floats, one padded row of one channel split by column mod 4, so that the
-        six inputs of 16 tiles are six runs of 16."""
+        """vs[((yy 6 + k) C + c) M + t] = (B^T x_pad[n, ra s_h + yy, 4t:4t+6, c])[k], M = T
+        + 1 (slot T unused), for the padded rows output rows ra..rb read (zeros outside
+        the input).  pb: 4 C M + 16 floats, one padded row split by column mod 4 (pb[j C
+        M + c M + t] = column 4t + j), so that the six inputs of 16 (channel, tile) pairs
+        are six runs of 16."""
         h, w, c = geo[0], geo[1], geo[2]
         kh, sh, dh, pt, pl, nt = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
         m = nt + 1
+        cm = c * m
         two, four, minus2 = vsplat(2.0, 16), vsplat(4.0, 16), vsplat(-2.0, 16)
         minus4, minus5 = vsplat(-4.0, 16), vsplat(-5.0, 16)
         for yy in range((rb - ra - 1) * sh + (kh - 1) * dh + 1):
             y = ra * sh + yy - pt
-            for ch in range(c):
-                o = (yy * c + ch) * 6 * nt
-                if y < 0 or y >= h:
-                    for i in range(o, o + 6 * nt):
-                        vs[i] = 0.0
-                    continue
-                src = (n * h + y) * w * c + ch
-                for j in range(4):          # pb[j m + t] = x column 4t + j - pad_left
-                    lo = min(m, max(0, (pl - j + 3) // 4))
-                    hi = max(lo, min(m, (w + pl - j + 3) // 4))
+            o = yy * 6 * cm
+            if y < 0 or y >= h:
+                for i in range(o, o + 6 * cm):
+                    vs[i] = 0.0
+                continue
+            src = (n * h + y) * w * c
+            for j in range(4):
+                lo = min(m, max(0, (pl - j + 3) // 4))      # columns 4t + j in the input
+                hi = max(lo, min(m, (w + pl - j + 3) // 4))
+                for ch in range(c):
+                    d = j * cm + ch * m
                     for t in range(lo):
-                        pb[j * m + t] = 0.0
+                        pb[d + t] = 0.0
                     for t in range(lo, hi):
-                        pb[j * m + t] = xf[src + (4 * t + j - pl) * c]
+                        pb[d + t] = xf[src + (4 * t + j - pl) * c + ch]
                     for t in range(hi, m):
-                        pb[j * m + t] = 0.0
-                for t in range(0, nt, 16):
-                    cnt = min(16, nt - t)
-                    d0, d1 = vload(pb, t, 16), vload(pb, m + t, 16)
-                    d2, d3 = vload(pb, 2 * m + t, 16), vload(pb, 3 * m + t, 16)
-                    d4, d5 = vload(pb, t + 1, 16), vload(pb, m + t + 1, 16)
-                    s12, s34 = vadd(d1, d2), vadd(d3, d4)
-                    e31, e42 = vsub(d3, d1), vsub(d4, d2)
-                    vstore_n(vs, o + t, vfma(d0, four, vfma(d2, minus5, d4)), cnt)
-                    vstore_n(vs, o + nt + t, vfma(s12, minus4, s34), cnt)
-                    vstore_n(vs, o + 2 * nt + t, vfma(vsub(d1, d2), four, vsub(d4, d3)), cnt)
-                    vstore_n(vs, o + 3 * nt + t, vfma(e31, two, e42), cnt)
-                    vstore_n(vs, o + 4 * nt + t, vfma(e31, minus2, e42), cnt)
-                    vstore_n(vs, o + 5 * nt + t, vfma(d1, four, vfma(d3, minus5, d5)), cnt)
+                        pb[d + t] = 0.0
+            for u in range(0, cm, 16):
+                cnt = min(16, cm - u)
+                d0, d1 = vload(pb, u, 16), vload(pb, cm + u, 16)
+                d2, d3 = vload(pb, 2 * cm + u, 16), vload(pb, 3 * cm + u, 16)
+                d4, d5 = vload(pb, u + 1, 16), vload(pb, cm + u + 1, 16)
+                s12, s34 = vadd(d1, d2), vadd(d3, d4)
+                e31, e42 = vsub(d3, d1), vsub(d4, d2)
+                vstore_n(vs, o + u, vfma(d0, four, vfma(d2, minus5, d4)), cnt)
+                vstore_n(vs, o + cm + u, vfma(s12, minus4, s34), cnt)
+                vstore_n(vs, o + 2 * cm + u, vfma(vsub(d1, d2), four, vsub(d4, d3)), cnt)
+                vstore_n(vs, o + 3 * cm + u, vfma(e31, two, e42), cnt)
+                vstore_n(vs, o + 4 * cm + u, vfma(e31, minus2, e42), cnt)
+                vstore_n(vs, o + 5 * cm + u, vfma(d1, four, vfma(d3, minus5, d5)), cnt)
 
     def make_rows(lanes):
         @njit(nogil=True, cache=False, inline="always")
@@ -157,7 +160,8 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
             of the band) and uf (U, (KH, C, 6, F))."""
             c, oh, ow, f = geo[2], geo[3], geo[4], geo[5]
             kh, sh, dh, nt = geo[6], geo[7], geo[8], geo[11]
-            row = c * 6 * nt                            # one padded row of vs
+            ks = c * (nt + 1)                           # vs: from one k to the next
+            row = 6 * ks                                # one padded row
             bb = vload(b, f0, lanes)
             for r in range(ra, rb):
                 tt = 0
@@ -170,25 +174,25 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                     for i in range(kh):
                         vi = ((r - ra) * sh + i * dh) * row + t0
                         for ch in range(c):
-                            v = vi + ch * 6 * nt
+                            v = vi + ch * (nt + 1)
                             wv = vload(uf, u, lanes)
                             a0 = vfma(vbcast(vs, v, lanes), wv, a0)
                             c0 = vfma(vbcast(vs, v + 1, lanes), wv, c0)
                             wv = vload(uf, u + f, lanes)
-                            a1 = vfma(vbcast(vs, v + nt, lanes), wv, a1)
-                            c1 = vfma(vbcast(vs, v + nt + 1, lanes), wv, c1)
+                            a1 = vfma(vbcast(vs, v + ks, lanes), wv, a1)
+                            c1 = vfma(vbcast(vs, v + ks + 1, lanes), wv, c1)
                             wv = vload(uf, u + 2 * f, lanes)
-                            a2 = vfma(vbcast(vs, v + 2 * nt, lanes), wv, a2)
-                            c2 = vfma(vbcast(vs, v + 2 * nt + 1, lanes), wv, c2)
+                            a2 = vfma(vbcast(vs, v + 2 * ks, lanes), wv, a2)
+                            c2 = vfma(vbcast(vs, v + 2 * ks + 1, lanes), wv, c2)
                             wv = vload(uf, u + 3 * f, lanes)
-                            a3 = vfma(vbcast(vs, v + 3 * nt, lanes), wv, a3)
-                            c3 = vfma(vbcast(vs, v + 3 * nt + 1, lanes), wv, c3)
+                            a3 = vfma(vbcast(vs, v + 3 * ks, lanes), wv, a3)
+                            c3 = vfma(vbcast(vs, v + 3 * ks + 1, lanes), wv, c3)
                             wv = vload(uf, u + 4 * f, lanes)
-                            a4 = vfma(vbcast(vs, v + 4 * nt, lanes), wv, a4)
-                            c4 = vfma(vbcast(vs, v + 4 * nt + 1, lanes), wv, c4)
+                            a4 = vfma(vbcast(vs, v + 4 * ks, lanes), wv, a4)
+                            c4 = vfma(vbcast(vs, v + 4 * ks + 1, lanes), wv, c4)
                             wv = vload(uf, u + 5 * f, lanes)
-                            a5 = vfma(vbcast(vs, v + 5 * nt, lanes), wv, a5)
-                            c5 = vfma(vbcast(vs, v + 5 * nt + 1, lanes), wv, c5)
+                            a5 = vfma(vbcast(vs, v + 5 * ks, lanes), wv, a5)
+                            c5 = vfma(vbcast(vs, v + 5 * ks + 1, lanes), wv, c5)
                             u += 6 * f
                     o = ((n * oh + r) * ow + 4 * t0) * f + f0
                     out4(of, o, f, a0, a1, a2, a3, a4, a5, bb, relu, ow - 4 * t0)
@@ -206,7 +210,8 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
             c, oh, ow, f = geo[2], geo[3], geo[4], geo[5]
             kh, sh, nt = geo[6], geo[7], geo[11]
             pairs = kh * c
-            row = c * 6 * nt
+            ks = c * (nt + 1)                           # vs: from one k to the next
+            row = 6 * ks
             zero = vsplat(0.0, lanes)
             odb = pairs * 6 * f + f0
             for r in range(ra, rb):
@@ -242,7 +247,7 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                         vstore(zb, z + 4 * lanes, vfma(q13, vsplat(-2.0, lanes), q02))
                         vstore(zb, z + 5 * lanes, g3)
                     for k in range(6):
-                        vk = vr + k * nt
+                        vk = vr + k * ks
                         p = 0
                         while p + 6 <= pairs:               # 6 pairs x lanes in registers
                             a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
@@ -291,9 +296,9 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
     def forward(xf, uf, b, of, relu, geo, n0, n1, r0, r1, band):
         """Output rows r0..r1 of images n0..n1, every channel, a band of rows at a time."""
         f, nt = geo[5], geo[11]
-        vs = np.empty(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * geo[2] * 6 * nt,
+        vs = np.empty(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * 6 * geo[2] * (nt + 1),
                       np.float32)
-        pb = np.empty(4 * (nt + 1) + 16, np.float32)
+        pb = np.empty(4 * geo[2] * (nt + 1) + 16, np.float32)
         for n in range(n0, n1):
             for ra in range(r0, r1, band):
                 rb = min(ra + band, r1)
@@ -309,13 +314,13 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
     def weight_grad(xf, df, kf, acc, geo, n0, n1, r0, r1, relu, band):
         """The weight-gradient sums of output rows r0..r1 of images n0..n1 added to acc."""
         c, f, kh, dh, nt = geo[2], geo[5], geo[6], geo[8], geo[11]
-        vs = np.empty(((band - 1) * geo[7] + (kh - 1) * dh + 1) * c * 6 * nt, np.float32)
-        pb = np.empty(4 * (nt + 1) + 16, np.float32)
+        vs = np.empty(((band - 1) * geo[7] + (kh - 1) * dh + 1) * 6 * c * (nt + 1), np.float32)
+        pb = np.empty(4 * c * (nt + 1) + 16, np.float32)
         zb = np.empty(TILE_BLOCK * 6 * 64, np.float32)
         poff = np.empty(kh * c, np.int64)
         for i in range(kh):
             for ch in range(c):
-                poff[i * c + ch] = (i * dh * c + ch) * 6 * nt
+                poff[i * c + ch] = (i * dh * 6 * c + ch) * (nt + 1)
         for n in range(n0, n1):
             for ra in range(r0, r1, band):
                 rb = min(ra + band, r1)
@@ -376,7 +381,7 @@ def _geometry(x_shape, w_shape, pads, dilation, stride):
     nt = -(-out_w // 4)
     geo = np.array([h, wd, c, out_h, out_w, f, kh, stride[0], dilation[0], pads[0][0],
                     pads[1][0], nt], np.int64)
-    fit = V_SCRATCH // (c * 6 * nt * 4) - (kh - 1) * dilation[0] - 1
+    fit = V_SCRATCH // (6 * c * (nt + 1) * 4) - (kh - 1) * dilation[0] - 1
     return geo, max(1, min(out_h, fit // stride[0] + 1))
 
 

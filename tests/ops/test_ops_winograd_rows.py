@@ -65,7 +65,7 @@ def _bands(cfg):
     """V_SCRATCH values giving bands of one output row, two, and the whole output."""
     (n, h, wd, c), (kh, _, _, _), stride, pads, dil = cfg
     out_w = wd + sum(pads[1]) - 2
-    row = c * 6 * -(-out_w // 4) * 4                  # bytes of one transformed input row
+    row = 6 * c * (-(-out_w // 4) + 1) * 4            # bytes of one transformed input row
     halo = (kh - 1) * dil[0] + 1
     return [halo * row, (halo + stride[0]) * row, 1 << 24]
 
