@@ -239,13 +239,13 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                         db = vadd(db, vadd(s02, s13))
                         q02 = vfma(g2, vsplat(4.0, lanes), g0)
                         q13 = vfma(g3, vsplat(4.0, lanes), g1)
-                        z = (t - tb) * 6 * lanes
+                        z, zs = (t - tb) * lanes, TILE_BLOCK * lanes    # zb[k][t][lane]
                         vstore(zb, z, g0)
-                        vstore(zb, z + lanes, vadd(s02, s13))
-                        vstore(zb, z + 2 * lanes, vsub(s02, s13))
-                        vstore(zb, z + 3 * lanes, vfma(q13, vsplat(2.0, lanes), q02))
-                        vstore(zb, z + 4 * lanes, vfma(q13, vsplat(-2.0, lanes), q02))
-                        vstore(zb, z + 5 * lanes, g3)
+                        vstore(zb, z + zs, vadd(s02, s13))
+                        vstore(zb, z + 2 * zs, vsub(s02, s13))
+                        vstore(zb, z + 3 * zs, vfma(q13, vsplat(2.0, lanes), q02))
+                        vstore(zb, z + 4 * zs, vfma(q13, vsplat(-2.0, lanes), q02))
+                        vstore(zb, z + 5 * zs, g3)
                     for k in range(6):
                         vk = vr + k * ks
                         p = 0
@@ -254,7 +254,7 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                             o0, o1, o2 = vk + poff[p], vk + poff[p + 1], vk + poff[p + 2]
                             o3, o4, o5 = vk + poff[p + 3], vk + poff[p + 4], vk + poff[p + 5]
                             for t in range(tb, te):
-                                zz = vload(zb, ((t - tb) * 6 + k) * lanes, lanes)
+                                zz = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
                                 a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
                                 a1 = vfma(vbcast(vs, o1 + t, lanes), zz, a1)
                                 a2 = vfma(vbcast(vs, o2 + t, lanes), zz, a2)
@@ -269,7 +269,7 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                             a0, a1, a2 = zero, zero, zero
                             o0, o1, o2 = vk + poff[p], vk + poff[p + 1], vk + poff[p + 2]
                             for t in range(tb, te):
-                                zz = vload(zb, ((t - tb) * 6 + k) * lanes, lanes)
+                                zz = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
                                 a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
                                 a1 = vfma(vbcast(vs, o1 + t, lanes), zz, a1)
                                 a2 = vfma(vbcast(vs, o2 + t, lanes), zz, a2)
@@ -281,7 +281,7 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                             a0 = zero
                             o0 = vk + poff[p]
                             for t in range(tb, te):
-                                zz = vload(zb, ((t - tb) * 6 + k) * lanes, lanes)
+                                zz = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
                                 a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
                             o = (p * 6 + k) * f + f0
                             vstore(acc, o, vadd(vload(acc, o, lanes), a0))
@@ -356,18 +356,40 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
             forward(xf, uf, b, of, relu, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
                     blocks[i, 3], band)
 
+    @njit(nogil=True, cache=False)
+    def finish(accs, g, dw, db, kh, c, f):
+        """accs[0] += accs[1:] in order; then dw[((i 3 + j) C + c) F + f] = sum_k G[k, j]
+        accs[0][((i C + c) 6 + k) F + f] (G^T, in float64) and db = the last F sums."""
+        acc = accs[0]
+        for i in range(1, accs.shape[0]):
+            for e in range(acc.size):
+                acc[e] += accs[i, e]
+        for i in range(kh):
+            for ch in range(c):
+                for j in range(3):
+                    o = ((i * 3 + j) * c + ch) * f
+                    for q in range(f):
+                        s = 0.0
+                        for k in range(6):
+                            s += g[k, j] * acc[((i * c + ch) * 6 + k) * f + q]
+                        dw[o + q] = s
+        for q in range(f):
+            db[q] = acc[kh * c * 6 * f + q]
+
     @njit(nogil=True, cache=False, parallel=True)
-    def weight_grad_bands(xf, df, kf, accs, geo, blocks, relu, band):
-        """``weight_grad`` on blocks[i] into accs[i] (zeroed first), in one launch."""
+    def weight_grad_bands(xf, df, kf, accs, geo, blocks, relu, band, g, dw, db):
+        """``weight_grad`` on blocks[i] into accs[i] (zeroed first), in one launch; then
+        ``finish``."""
         for i in prange(blocks.shape[0]):
             acc = accs[i]
             acc[:] = 0.0
             weight_grad(xf, df, kf, acc, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
                         blocks[i, 3], relu, band)
+        finish(accs, g, dw, db, geo[6], geo[2], geo[5])
 
     return SimpleNamespace(forward=forward, weight_grad=weight_grad, transform=transform,
                            rows=(rows32, rows16), grads=(grads64, grads32, grads16),
-                           weights=weights, forward_bands=forward_bands,
+                           weights=weights, finish=finish, forward_bands=forward_bands,
                            weight_grad_bands=weight_grad_bands)
 
 
@@ -445,23 +467,22 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     relu = relu_out is not None
     parallel = 2 * n * out_h * out_w * kh * kw * c * f >= PARALLEL_FLOPS
     blocks = _row_blocks(n, out_h, num_threads() if parallel else 1)
+    dw, db = np.empty(w_shape, np.float32), np.empty(f, np.float32)
     if parallel and jit.parallel_launch(len(blocks)):
         accs = aligned_empty((len(blocks), size))
-        k.weight_grad_bands(xf, df, kf, accs, geo, np.array(blocks, np.int64), relu, band)
+        k.weight_grad_bands(xf, df, kf, accs, geo, np.array(blocks, np.int64), relu, band,
+                            _G, dw.reshape(-1), db)
         jit.launched()
-        acc = accs[0]
-        for i in range(1, len(blocks)):
-            acc += accs[i]
-    else:
-        def block(blk, part):
-            if part is None:
-                part = aligned_empty(size)
-            part[...] = 0                                 # the kernels add into it
-            k.weight_grad(xf, df, kf, part, geo, *blk, relu, band)
-            return part
+        return dw, db
 
-        acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel,
-                         buffers=lambda i, shape, dtype: aligned_empty(shape))
-    sums = acc[:-f].reshape(kh, c, 6, f)
-    dw = np.einsum("kj,ickf->ijcf", _G.astype(np.float32), sums)  # G^T, once
-    return np.ascontiguousarray(dw), acc[-f:].copy()
+    def block(blk, part):
+        if part is None:
+            part = aligned_empty(size)
+        part[...] = 0                                     # the kernels add into it
+        k.weight_grad(xf, df, kf, part, geo, *blk, relu, band)
+        return part
+
+    acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel,
+                     buffers=lambda i, shape, dtype: aligned_empty(shape))
+    k.finish(acc.reshape(1, -1), _G, dw.reshape(-1), db, kh, c, f)
+    return dw, db
