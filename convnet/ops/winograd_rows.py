@@ -16,11 +16,13 @@ so 4 outputs x 32 channels take KH*C*6 FMAs in 32 lanes instead of KH*C*12.  The
 (KH of them, any stride and dilation) stay direct, and a thin layer's transforms are
 cheap: V has 6/4 values per input value, made once per padded row for the KH output rows
 that read it, in a per-thread scratch a band of rows at a time (zeros outside the input:
-no padded copy); U is (KH, C, 6, F), made once per call.
+no padded copy); U is (KH, C, 6, F), made once per call and laid out by chunk
+of output channels.
 
     forward kernel: 2 tiles x 6 sums x 32 lanes, 24 AVX-512 registers, for the whole sum
-        over (i, c); per (i, c) 6 weight loads, 12 broadcasts of V and 24 FMAs; then A^T,
-        the bias, the ReLU and up to 8 stores.
+        over (i, c) (the bias starts in the second sum, whose column of A^T is all ones);
+        per (i, c) 6 weight loads, 12 broadcasts of V and 24 FMAs; then A^T, the ReLU and
+        up to 8 stores.
     weight gradient (a first layer: no dX), the same transforms transposed,
         dW[i, :, c, f] = G^T sum_{n, r, t} V[r s_h + i d_h, c, :, t] * Z[n, r, t, :, f],
         Z[.., t, :, f] = A dy,  dy = dout[n, r, 4t:4t+4, f] (0 past OW)
@@ -137,13 +139,13 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
 
     def make_rows(lanes):
         @njit(nogil=True, cache=False, inline="always")
-        def out4(of, o, f, m0, m1, m2, m3, m4, m5, bb, relu, cnt):
-            """A^T m + b (clamped with relu): the tile's first cnt outputs at of[o::f]."""
+        def out4(of, o, f, m0, m1, m2, m3, m4, m5, relu, cnt):
+            """A^T m (clamped with relu): the tile's first cnt outputs at of[o::f]."""
             s1, d1, s2, d2 = vadd(m1, m2), vsub(m1, m2), vadd(m3, m4), vsub(m3, m4)
-            y0 = vadd(vadd(m0, s1), vadd(s2, bb))
-            y1 = vfma(d2, vsplat(2.0, lanes), vadd(d1, bb))
-            y2 = vfma(s2, vsplat(4.0, lanes), vadd(s1, bb))
-            y3 = vfma(d2, vsplat(8.0, lanes), vadd(vadd(d1, m5), bb))
+            y0 = vadd(m0, vadd(s1, s2))
+            y1 = vfma(d2, vsplat(2.0, lanes), d1)
+            y2 = vfma(s2, vsplat(4.0, lanes), s1)
+            y3 = vfma(d2, vsplat(8.0, lanes), vadd(d1, m5))
             if relu:
                 y0, y1, y2, y3 = vrelu(y0), vrelu(y1), vrelu(y2), vrelu(y3)
             vstore(of, o, y0)
@@ -157,7 +159,7 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
         @njit(nogil=True, cache=False)
         def rows(vs, uf, b, of, relu, geo, n, ra, rb, f0):
             """out rows ra..rb of image n, channels f0..f0+lanes, from vs (``transform``
-            of the band) and uf (U, (KH, C, 6, F))."""
+            of the band) and uf (U: ``weights``)."""
             c, oh, ow, f = geo[2], geo[3], geo[4], geo[5]
             kh, sh, dh, nt = geo[6], geo[7], geo[8], geo[11]
             ks = c * (nt + 1)                           # vs: from one k to the next
@@ -167,10 +169,11 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                 tt = 0
                 while tt < nt:
                     t0 = min(tt, nt - 2)    # an odd last tile: the pair before it again
+                    # A^T's column for m1 is all ones: the bias starts in m1's sum
                     a0 = vsplat(0.0, lanes)
-                    a1, a2, a3, a4, a5 = a0, a0, a0, a0, a0
-                    c0, c1, c2, c3, c4, c5 = a0, a0, a0, a0, a0, a0
-                    u = f0
+                    a1, a2, a3, a4, a5 = bb, a0, a0, a0, a0
+                    c0, c1, c2, c3, c4, c5 = a0, bb, a0, a0, a0, a0
+                    u = f0 * kh * c * 6                 # this chunk's U: [i][c][k][lanes]
                     for i in range(kh):
                         vi = ((r - ra) * sh + i * dh) * row + t0
                         for ch in range(c):
@@ -178,25 +181,25 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                             wv = vload(uf, u, lanes)
                             a0 = vfma(vbcast(vs, v, lanes), wv, a0)
                             c0 = vfma(vbcast(vs, v + 1, lanes), wv, c0)
-                            wv = vload(uf, u + f, lanes)
+                            wv = vload(uf, u + lanes, lanes)
                             a1 = vfma(vbcast(vs, v + ks, lanes), wv, a1)
                             c1 = vfma(vbcast(vs, v + ks + 1, lanes), wv, c1)
-                            wv = vload(uf, u + 2 * f, lanes)
+                            wv = vload(uf, u + 2 * lanes, lanes)
                             a2 = vfma(vbcast(vs, v + 2 * ks, lanes), wv, a2)
                             c2 = vfma(vbcast(vs, v + 2 * ks + 1, lanes), wv, c2)
-                            wv = vload(uf, u + 3 * f, lanes)
+                            wv = vload(uf, u + 3 * lanes, lanes)
                             a3 = vfma(vbcast(vs, v + 3 * ks, lanes), wv, a3)
                             c3 = vfma(vbcast(vs, v + 3 * ks + 1, lanes), wv, c3)
-                            wv = vload(uf, u + 4 * f, lanes)
+                            wv = vload(uf, u + 4 * lanes, lanes)
                             a4 = vfma(vbcast(vs, v + 4 * ks, lanes), wv, a4)
                             c4 = vfma(vbcast(vs, v + 4 * ks + 1, lanes), wv, c4)
-                            wv = vload(uf, u + 5 * f, lanes)
+                            wv = vload(uf, u + 5 * lanes, lanes)
                             a5 = vfma(vbcast(vs, v + 5 * ks, lanes), wv, a5)
                             c5 = vfma(vbcast(vs, v + 5 * ks + 1, lanes), wv, c5)
-                            u += 6 * f
+                            u += 6 * lanes
                     o = ((n * oh + r) * ow + 4 * t0) * f + f0
-                    out4(of, o, f, a0, a1, a2, a3, a4, a5, bb, relu, ow - 4 * t0)
-                    out4(of, o + 4 * f, f, c0, c1, c2, c3, c4, c5, bb, relu, ow - 4 * t0 - 4)
+                    out4(of, o, f, a0, a1, a2, a3, a4, a5, relu, ow - 4 * t0)
+                    out4(of, o + 4 * f, f, c0, c1, c2, c3, c4, c5, relu, ow - 4 * t0 - 4)
                     tt += 2
         return rows
 
@@ -337,16 +340,19 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
 
     @njit(nogil=True, cache=False)
     def weights(wf, g, uf, kh, c, f):
-        """uf[((i C + c) 6 + k) F + f] = sum_j G[k, j] w[i, j, c, f] (U), in float64."""
+        """U[i, c, k, f] = sum_j G[k, j] w[i, j, c, f] in float64, laid out by chunk of
+        output channels -- 32s, then 16 -- each [i][c][k][lanes], so that the kernel's
+        weight loads are a fixed stride apart whatever the shape."""
         for i in range(kh):
             for ch in range(c):
                 for k in range(6):
-                    o = ((i * c + ch) * 6 + k) * f
                     for j in range(f):
+                        lanes = 32 if j < f - f % 32 else 16
+                        f0 = j - j % lanes
                         s = 0.0
                         for t in range(3):
                             s += g[k, t] * wf[((i * 3 + t) * c + ch) * f + j]
-                        uf[o + j] = s
+                        uf[f0 * kh * c * 6 + ((i * c + ch) * 6 + k) * lanes + j - f0] = s
 
     @njit(nogil=True, cache=False, parallel=True)
     def forward_bands(xf, wf, g, uf, b, of, relu, geo, blocks, band):
