@@ -40,6 +40,8 @@ enabled.  ``ops.algo`` chooses it where the direct kernel's thin path would run.
 
 from __future__ import annotations
 
+import functools
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -76,7 +78,7 @@ def weight_grad_pays(w_shape) -> bool:
 
 def aligned_empty(shape, align: int = 64) -> np.ndarray:
     """An uninitialised float32 array whose data starts on an ``align``-byte boundary."""
-    size = int(np.prod(shape))
+    size = shape if isinstance(shape, int) else math.prod(shape)
     buf = np.empty(size + align // 4, np.float32)
     start = (-buf.ctypes.data % align) // 4
     return buf[start:start + size].reshape(shape)
@@ -355,8 +357,13 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                         uf[f0 * kh * c * 6 + ((i * c + ch) * 6 + k) * lanes + j - f0] = s
 
     @njit(nogil=True, cache=False, parallel=True)
-    def forward_bands(xf, wf, g, uf, b, of, relu, geo, blocks, band):
-        """U, then ``forward`` on blocks[i] = (n0, n1, r0, r1) in one parallel launch."""
+    def forward_bands(xf, wf, g, b, of, relu, geo, blocks, band):
+        """U (64-byte aligned), then ``forward`` on blocks[i] = (n0, n1, r0, r1) in one
+        parallel launch."""
+        size = geo[6] * geo[2] * 6 * geo[5]
+        raw = np.empty(size + 16, np.float32)
+        start = (-raw.ctypes.data % 64) // 4
+        uf = raw[start:start + size]
         weights(wf, g, uf, geo[6], geo[2], geo[5])
         for i in prange(blocks.shape[0]):
             forward(xf, uf, b, of, relu, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
@@ -399,18 +406,26 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                            weight_grad_bands=weight_grad_bands)
 
 
-def _geometry(x_shape, w_shape, pads, dilation, stride):
-    """The kernels' int64 shape vector -- H, W, C, OH, OW, F, KH, s_h, d_h, pad_top,
-    pad_left, T -- and the band: the output rows whose transformed input rows fit in
-    V_SCRATCH bytes."""
+@functools.lru_cache(maxsize=256)
+def _plan(x_shape, w_shape, stride, pads, dilation, threads, scratch, least):
+    """(geo, band, blocks, parallel, out_w) of a conv, cached per shape, thread count,
+    V_SCRATCH and PARALLEL_FLOPS (the arrays are the kernels' read-only arguments).
+
+    geo: the kernels' int64 shape vector -- H, W, C, OH, OW, F, KH, s_h, d_h, pad_top,
+    pad_left, T; band: the output rows whose transformed input rows fit in ``scratch``
+    bytes; blocks: (n0, n1, r0, r1) rows, whole images or bands of rows, one per thread
+    when ``parallel`` (at least ``least`` FLOPs)."""
     n, h, wd, c = x_shape
     kh, kw, _, f = w_shape
     out_h, out_w = conv_output_shape((h, wd), (kh, kw), stride, pads, dilation)
     nt = -(-out_w // 4)
     geo = np.array([h, wd, c, out_h, out_w, f, kh, stride[0], dilation[0], pads[0][0],
                     pads[1][0], nt], np.int64)
-    fit = V_SCRATCH // (6 * c * (nt + 1) * 4) - (kh - 1) * dilation[0] - 1
-    return geo, max(1, min(out_h, fit // stride[0] + 1))
+    fit = scratch // (6 * c * (nt + 1) * 4) - (kh - 1) * dilation[0] - 1
+    band = max(1, min(out_h, fit // stride[0] + 1))
+    parallel = 2 * n * out_h * out_w * kh * kw * c * f >= least
+    blocks = np.array(_row_blocks(n, out_h, threads if parallel else 1), np.int64)
+    return geo, band, blocks, parallel, out_w
 
 
 _G = np.asarray(_MATRICES[4][1], np.float64)                  # G, 6 x 3 (F(4, 3))
@@ -424,29 +439,27 @@ def forward(x, w, b, stride, pads, dilation, relu=False):
     n, h, wd, c = x.shape
     kh, kw, _, f = w.shape
     dtype = np.result_type(x.dtype, w.dtype)
-    if not applies(x.shape, w.shape, stride, pads, dilation, 1, dtype):
-        out_w = conv_output_shape((h, wd), (kh, kw), stride, pads, dilation)[1]
+    geo, band, blocks, parallel, out_w = _plan(
+        x.shape, w.shape, tuple(stride), tuple(map(tuple, pads)), tuple(dilation),
+        num_threads(), V_SCRATCH, PARALLEL_FLOPS)
+    if (kw != 3 or stride[1] != 1 or dilation[1] != 1 or f % 16 or out_w < 5
+            or dtype != np.float32 or not jit.enabled()):
         raise ValueError(f"winograd_rows.forward: needs float32, a 3-wide kernel at width "
                          f"stride and dilation 1, F a multiple of 16, an output at least 5 "
                          f"wide and numba; got {dtype}, w {w.shape}, stride {tuple(stride)}, "
                          f"dilation {tuple(dilation)}, an output {out_w} wide, jit enabled: "
                          f"{jit.enabled()}")
-    geo, band = _geometry(x.shape, w.shape, pads, dilation, stride)
-    out_h, out_w = int(geo[3]), int(geo[4])
-    out = aligned_empty((n, out_h, out_w, f))
+    out = aligned_empty((n, int(geo[3]), out_w, f))
     of = out.reshape(-1)
     xf = np.ascontiguousarray(x).reshape(-1)
     wf = np.ascontiguousarray(w, np.float32).reshape(-1)
-    uf = aligned_empty(kh * c * 6 * f)
     bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
     k = _kernels()
-    parallel = 2 * out.size * kh * kw * c >= PARALLEL_FLOPS
-    blocks = _row_blocks(n, out_h, num_threads() if parallel else 1)
     if parallel and jit.parallel_launch(len(blocks)):
-        k.forward_bands(xf, wf, _G, uf, bias, of, bool(relu), geo,
-                        np.array(blocks, np.int64), band)
+        k.forward_bands(xf, wf, _G, bias, of, bool(relu), geo, blocks, band)
         jit.launched()
         return out
+    uf = aligned_empty(kh * c * 6 * f)
     k.weights(wf, _G, uf, kh, c, f)
 
     def run(blk):
@@ -467,16 +480,16 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     xf = np.ascontiguousarray(x, np.float32).reshape(-1)
     df = np.ascontiguousarray(dout, np.float32).reshape(-1)
     kf = df if relu_out is None else np.ascontiguousarray(relu_out, np.float32).reshape(-1)
-    geo, band = _geometry(x.shape, w_shape, pads, dilation, stride)
+    geo, band, blocks, parallel, _ = _plan(x.shape, tuple(w_shape), tuple(stride),
+                                           tuple(map(tuple, pads)), tuple(dilation),
+                                           num_threads(), V_SCRATCH, PARALLEL_FLOPS)
     k = _kernels()
     size = (kh * c * 6 + 1) * f
     relu = relu_out is not None
-    parallel = 2 * n * out_h * out_w * kh * kw * c * f >= PARALLEL_FLOPS
-    blocks = _row_blocks(n, out_h, num_threads() if parallel else 1)
     dw, db = np.empty(w_shape, np.float32), np.empty(f, np.float32)
     if parallel and jit.parallel_launch(len(blocks)):
         accs = aligned_empty((len(blocks), size))
-        k.weight_grad_bands(xf, df, kf, accs, geo, np.array(blocks, np.int64), relu, band,
+        k.weight_grad_bands(xf, df, kf, accs, geo, blocks, relu, band,
                             _G, dw.reshape(-1), db)
         jit.launched()
         return dw, db
