@@ -88,6 +88,22 @@ def _kernels():
     return jit.built(_built, "kernels", _build)
 
 
+def compile_kernels() -> None:
+    """Compile every kernel now, for exactly the argument types the calls pass (numba
+    otherwise compiles each on first use: some seconds, and 20-40 MB of LLVM's memory
+    while it does; ``jit.warm_up`` calls this)."""
+    from numba import types as t
+    f32, f32_2, i64, i64_2 = t.float32[::1], t.float32[:, ::1], t.int64[::1], t.int64[:, ::1]
+    f64_2, b1, n = t.float64[:, ::1], t.boolean, t.int64
+    k = _kernels()
+    k.forward_bands.compile((f32, f32, f64_2, f32, f32, b1, i64, i64_2, n))
+    k.weight_grad_bands.compile((f32, f32, f32, f32_2, i64, i64_2, b1, n, f64_2, f32, f32))
+    k.forward.compile((f32, f32, f32, f32, b1, i64, n, n, n, n, n))   # the pool's path
+    k.weight_grad.compile((f32, f32, f32, f32, i64, n, n, n, n, b1, n))
+    k.weights.compile((f32, f64_2, f32, n, n, n))
+    k.finish.compile((f32_2, f64_2, f32, f32, n, n, n))
+
+
 def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
     from numba import njit, prange
 

@@ -14,7 +14,8 @@ import types
 import numpy as np
 import pytest
 
-from convnet.ops import algo, jit, transforms2, winograd
+from convnet.ops import algo, jit, transforms2, winograd, winograd_rows
+from convnet.ops import threads as ops_threads
 from convnet.ops.conv import conv2d_backward, conv2d_forward
 from convnet.ops.winograd_transforms import kron_matrices
 
@@ -236,6 +237,32 @@ def test_switch_validates_restores_and_reads_the_environment():
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert res.stdout.split() == ["False", "None"]
+
+
+def test_warm_up_compiles_the_winograd_rows_kernels_for_the_types_the_calls_pass(
+        monkeypatch):
+    """After warm_up, a forward and a weight gradient through numba's parallel launch
+    and through the pool compile nothing more: warm_up named the very types."""
+    assert jit.warm_up(("float32",)) is True
+    rows = winograd_rows._kernels()
+    names = ("forward_bands", "weight_grad_bands", "forward", "weight_grad", "weights", "finish")
+    compiled = {name: set(getattr(rows, name).signatures) for name in names}
+    assert all(compiled.values())
+    monkeypatch.setattr(winograd_rows, "PARALLEL_FLOPS", 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 9, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    prev, prev_launch = ops_threads.num_threads(), jit._state["parallel"]
+    ops_threads.set_num_threads(2)
+    try:
+        for launch in (True, False):
+            jit.set_parallel(launch)
+            out = winograd_rows.forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), True)
+            winograd_rows.weight_grad(x, out, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), out)
+    finally:
+        ops_threads.set_num_threads(prev)
+        jit.set_parallel(prev_launch)
+    assert {name: set(getattr(rows, name).signatures) for name in names} == compiled
 
 
 def test_warm_up_compiles_each_kernel_for_the_asked_dtypes():
