@@ -11,6 +11,10 @@ instruction:
 
     vload(a, i, lanes)     a[i:i + lanes] of a 1-D float32 array, as a vector
     vstore(a, i, v)        a[i:i + lanes] = v
+    vstream(a, i, v)       a[i:i + lanes] = v, a non-temporal store (past the caches;
+                           a + i aligned to the vector or 64 bytes, the smaller, or the
+                           store faults; ``sfence()`` after the last)
+    sfence()               orders the non-temporal stores before every later store
     vload_n(a, i, lanes, n)  a[i:i + n] in the first n lanes, 0 in the others (0 <= n <=
                            lanes, any run-time value; lanes from n on are not read)
     vstore_n(a, i, v, n)   a[i:i + n] = the first n lanes of v (nothing else written)
@@ -111,6 +115,31 @@ def vstore(typingctx, arr, idx, v):
                       align=4)
         return context.get_dummy_value()
     return types.void(arr, idx, v), codegen
+
+
+@intrinsic
+def vstream(typingctx, arr, idx, v):
+    _check_array(arr)
+    if not isinstance(v, Vec):
+        raise TypingError(f"simd: vstream needs a vector, got {v}")
+
+    def codegen(context, builder, sig, args):
+        vt = ir.VectorType(_F32, v.lanes)
+        st = builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1],
+                                             vt), align=min(4 * v.lanes, 64))
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return context.get_dummy_value()
+    return types.void(arr, idx, v), codegen
+
+
+@intrinsic
+def sfence(typingctx):
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                            "llvm.x86.sse.sfence")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
 
 
 def _mask(builder, count, lanes):

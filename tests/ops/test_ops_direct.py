@@ -42,7 +42,25 @@ def loops(x, w, b, stride, pads, dil, relu):
 def test_vector_ops_match_numpy_lane_by_lane(lanes):
     from numba import njit
 
-    from convnet.ops.simd import vadd, vbcast, vfma, vload, vrelu, vsplat, vstore, vsub
+    from convnet.ops.simd import (
+        sfence,
+        vadd,
+        vbcast,
+        vfma,
+        vload,
+        vrelu,
+        vsplat,
+        vstore,
+        vstream,
+        vsub,
+    )
+    from convnet.ops.winograd_rows import aligned_empty
+
+    @njit
+    def streamed(a, out):
+        for i in range(0, a.shape[0], lanes):
+            vstream(out, i, vload(a, i, lanes))
+        sfence()
 
     @njit
     def kernel(a, b, c, s, out):
@@ -66,6 +84,9 @@ def test_vector_ops_match_numpy_lane_by_lane(lanes):
     np.testing.assert_array_equal(out[2], a + np.float32(1.5))
     np.testing.assert_array_equal(out[3], np.repeat(b[1:4], lanes))    # b[1], b[2], b[3]
     np.testing.assert_array_equal(out[4], a - b)
+    past = aligned_empty(3 * lanes)                 # non-temporal stores: the same values
+    streamed(a, past)
+    np.testing.assert_array_equal(past.view(np.uint32), a.view(np.uint32))
 
 
 def test_vector_width_must_be_a_supported_constant():

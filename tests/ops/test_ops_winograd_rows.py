@@ -98,11 +98,13 @@ def test_forward_matches_the_loop_reference_in_every_band_and_launch(cfg, relu, 
     for scratch in _bands(cfg):
         monkeypatch.setattr(winograd_rows, "V_SCRATCH", scratch)
         for threads, launch in ((1, False), (2, False), (2, True)):
-            got.append(_run(lambda: winograd_rows.forward(x, w, b, stride, pads, dil, relu),
-                            threads, launch))
+            for streams in (1 << 40, 0):         # stores through the caches, or past them
+                monkeypatch.setattr(winograd_rows, "STREAM_BYTES", streams)
+                got.append(_run(lambda: winograd_rows.forward(x, w, b, stride, pads, dil,
+                                                              relu), threads, launch))
     assert got[0].shape == want.shape and got[0].dtype == np.float32
     np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
-    for other in got[1:]:                      # bands, threads, launches: the same bits
+    for other in got[1:]:              # bands, threads, launches, stores: the same bits
         np.testing.assert_array_equal(other, got[0])
     assert got[0].ctypes.data % 64 == 0                     # whole vectors on cache lines
 
