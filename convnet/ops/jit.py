@@ -195,10 +195,10 @@ def built(store: dict, key, build):
 def warm_up(dtypes=("float32",)) -> bool:
     """Compile every Winograd tile transform now, F(4x4)'s and F(2x2)'s
     (``ops.transforms2``), for ``dtypes``, and with float32 the 1-D Winograd rows'
-    kernels (``ops.winograd_rows``, float32 only): else each compiles on first use,
-    about 5 s for the transforms and 8 s for the rows' kernels; e.g. before a server
-    takes requests.  (The direct kernels compile per shape, on first use.)  False when
-    the kernels are off or numba is missing."""
+    kernels for 64 output channels (``ops.winograd_rows``, float32 only): else each
+    compiles on first use, about 5 s for the transforms and 5 s for the rows' kernels;
+    e.g. before a server takes requests.  (The direct kernels compile per shape, on
+    first use.)  False when the kernels are off or numba is missing."""
     import numpy as np
 
     from .transforms2 import kernels as kernels2
@@ -224,7 +224,7 @@ def warm_up(dtypes=("float32",)) -> bool:
         k2.add_tiles(v2, 1, 1, np.zeros((1, 4, 4, 1), dt))
         if dt == np.float32:
             from .winograd_rows import compile_kernels
-            compile_kernels()
+            compile_kernels(64)                         # a first layer's 64 channels
     return True
 
 

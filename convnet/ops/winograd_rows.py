@@ -88,27 +88,38 @@ def aligned_empty(shape, align: int = 64) -> np.ndarray:
     return buf[start:start + size].reshape(shape)
 
 
-def _kernels():
-    return jit.built(_built, "kernels", _build)
+def _kernels(f: int):
+    """The kernels for F output channels: compiled once per set of channel chunks that F
+    needs (forward: 32s, a 16; weight gradient: 64s, a 32, a 16), since each chunk width
+    is a kernel of its own and compiling them all takes twice as long."""
+    need = (f >= 32, f % 32 == 16, f >= 64, f % 64 >= 32)
+    return jit.built(_built, ("kernels", need), lambda: _build(*need))
 
 
-def compile_kernels() -> None:
-    """Compile every kernel now, for exactly the argument types the calls pass (numba
-    otherwise compiles each on first use: some seconds, and 20-40 MB of LLVM's memory
-    while it does; ``jit.warm_up`` calls this)."""
+def compile_kernels(f: int = 64) -> None:
+    """Compile the kernels for F output channels now, for exactly the argument types the
+    calls pass (numba otherwise compiles each on first use, some seconds; ``jit.warm_up``
+    calls this for F = 64): the parallel launches where ``jit.parallel_launch`` allows
+    them, else the pool's serial ones."""
     from numba import types as t
     f32, f32_2, i64, i64_2 = t.float32[::1], t.float32[:, ::1], t.int64[::1], t.int64[:, ::1]
     f64_2, b1, n = t.float64[:, ::1], t.boolean, t.int64
-    k = _kernels()
-    k.forward_bands.compile((f32, f32, f64_2, f32, f32, b1, i64, i64_2, n))
-    k.weight_grad_bands.compile((f32, f32, f32, f32_2, i64, i64_2, b1, n, f64_2, f32, f32))
-    k.forward.compile((f32, f32, f32, f32, b1, i64, n, n, n, n, n))   # the pool's path
-    k.weight_grad.compile((f32, f32, f32, f32, i64, n, n, n, n, b1, n))
-    k.weights.compile((f32, f64_2, f32, n, n, n))
-    k.finish.compile((f32_2, f64_2, f32, f32, n, n, n))
+    k = _kernels(f)
+    if jit.parallel_launch(2):
+        k.forward_bands.compile((f32, f32, f64_2, f32, f32, b1, i64, i64_2, n))
+        k.weight_grad_bands.compile((f32, f32, f32, f32_2, i64, i64_2, b1, n, f64_2, f32,
+                                     f32))
+    else:
+        k.forward.compile((f32, f32, f32, f32, b1, i64, n, n, n, n, n))
+        k.weight_grad.compile((f32, f32, f32, f32, i64, n, n, n, n, b1, n))
+        k.weights.compile((f32, f64_2, f32, n, n, n))
+        k.finish.compile((f32_2, f64_2, f32, f32, n, n, n))
 
 
-def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
+def _build(r32, r16, g64, g32):  # noqa: C901 -- kernels and drivers, compiled together
+    """The kernels and drivers; a chunk width that is not needed (r32: forward 32-lane
+    chunks, r16: a 16-lane one; g64, g32: weight-gradient 64- and 32-lane chunks, and 16
+    when r16) is never called, so another width's kernel stands in for it."""
     from numba import njit, prange
 
     from .simd import (
@@ -338,8 +349,13 @@ def _build():  # noqa: C901 -- the kernels and their drivers, compiled together
                 vstore(acc, odb, vadd(vload(acc, odb, lanes), db))
         return grads
 
-    rows32, rows16 = make_rows(32), make_rows(16)
-    grads64, grads32, grads16 = make_grads(64), make_grads(32), make_grads(16)
+    rows16 = make_rows(16) if r16 else None
+    rows32 = make_rows(32) if r32 else rows16
+    rows16 = rows16 or rows32
+    grads = {lanes: make_grads(lanes) for lanes, used in ((64, g64), (32, g32), (16, r16))
+             if used}
+    grads64 = grads.get(64) or next(iter(grads.values()))
+    grads32, grads16 = grads.get(32, grads64), grads.get(16, grads64)
 
     @njit(nogil=True, cache=False)
     def forward(xf, uf, b, of, relu, geo, n0, n1, r0, r1, band):
@@ -503,7 +519,7 @@ def forward(x, w, b, stride, pads, dilation, relu=False):
     xf = np.ascontiguousarray(x).reshape(-1)
     wf = np.ascontiguousarray(w, np.float32).reshape(-1)
     bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
-    k = _kernels()
+    k = _kernels(f)
     if parallel and jit.parallel_launch(len(blocks)):
         k.forward_bands(xf, wf, _G, bias, of, bool(relu), geo, blocks, band)
         jit.launched()
@@ -532,7 +548,7 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     geo, band, blocks, parallel, _ = _plan(x.shape, tuple(w_shape), tuple(stride),
                                            tuple(map(tuple, pads)), tuple(dilation),
                                            num_threads(), V_SCRATCH, PARALLEL_FLOPS, STREAM_BYTES)
-    k = _kernels()
+    k = _kernels(f)
     size = (kh * c * 6 + 1) * f
     relu = relu_out is not None
     dw, db = np.empty(w_shape, np.float32), np.empty(f, np.float32)

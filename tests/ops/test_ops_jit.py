@@ -239,30 +239,34 @@ def test_switch_validates_restores_and_reads_the_environment():
     assert res.stdout.split() == ["False", "None"]
 
 
-def test_warm_up_compiles_the_winograd_rows_kernels_for_the_types_the_calls_pass(
-        monkeypatch):
-    """After warm_up, a forward and a weight gradient through numba's parallel launch
-    and through the pool compile nothing more: warm_up named the very types."""
-    assert jit.warm_up(("float32",)) is True
-    rows = winograd_rows._kernels()
-    names = ("forward_bands", "weight_grad_bands", "forward", "weight_grad", "weights", "finish")
-    compiled = {name: set(getattr(rows, name).signatures) for name in names}
-    assert all(compiled.values())
-    monkeypatch.setattr(winograd_rows, "PARALLEL_FLOPS", 1)
+@pytest.mark.parametrize("launch", [True, False])
+def test_compile_kernels_names_the_types_the_winograd_rows_calls_pass(launch, monkeypatch):
+    """After compile_kernels (which jit.warm_up runs for 64 channels), a forward and a
+    weight gradient through numba's parallel launch, or through the pool where launches
+    are off, compile nothing more: it named the very types."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 6, 9, 3)).astype(np.float32)
-    w = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 3, 64)).astype(np.float32)
+    monkeypatch.setattr(winograd_rows, "PARALLEL_FLOPS", 1)
     prev, prev_launch = ops_threads.num_threads(), jit._state["parallel"]
     ops_threads.set_num_threads(2)
+    jit.set_parallel(launch)
     try:
-        for launch in (True, False):
-            jit.set_parallel(launch)
-            out = winograd_rows.forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), True)
-            winograd_rows.weight_grad(x, out, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), out)
+        if launch:
+            assert jit.warm_up(("float32",)) is True
+        else:
+            winograd_rows.compile_kernels(64)
+        rows = winograd_rows._kernels(64)
+        names = (("forward_bands", "weight_grad_bands") if launch else
+                 ("forward", "weight_grad", "weights", "finish"))
+        compiled = {name: set(getattr(rows, name).signatures) for name in names}
+        assert all(compiled.values())
+        out = winograd_rows.forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), True)
+        winograd_rows.weight_grad(x, out, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), out)
+        assert {name: set(getattr(rows, name).signatures) for name in names} == compiled
     finally:
         ops_threads.set_num_threads(prev)
         jit.set_parallel(prev_launch)
-    assert {name: set(getattr(rows, name).signatures) for name in names} == compiled
 
 
 def test_warm_up_compiles_each_kernel_for_the_asked_dtypes():
