@@ -88,54 +88,57 @@ def aligned_empty(shape, align: int = 64) -> np.ndarray:
     return buf[start:start + size].reshape(shape)
 
 
-def _kernels(f: int):
-    """The kernels for F output channels: compiled once per set of channel chunks that F
-    needs (forward: 32s, a 16; weight gradient: 64s, a 32, a 16), since each chunk width
-    is a kernel of its own and compiling them all takes twice as long."""
-    need = (f >= 32, f % 32 == 16, f >= 64, f % 64 >= 32)
-    return jit.built(_built, ("kernels", need), lambda: _build(*need))
-
-
-def compile_kernels(f: int = 64) -> None:
-    """Compile the kernels for F output channels now, for exactly the argument types the
-    calls pass (numba otherwise compiles each on first use, some seconds; ``jit.warm_up``
-    calls this for F = 64): the parallel launches where ``jit.parallel_launch`` allows
-    them, else the pool's serial ones."""
+def _signatures():
+    """numba signatures of the serial drivers (``forward``, ``weight_grad``), the launchers
+    that take them as first-class functions, and the helpers."""
     from numba import types as t
     f32, f32_2, i64, i64_2 = t.float32[::1], t.float32[:, ::1], t.int64[::1], t.int64[:, ::1]
     f64_2, b1, n = t.float64[:, ::1], t.boolean, t.int64
-    k = _kernels(f)
-    if jit.parallel_launch(2):
-        k.forward_bands.compile((f32, f32, f64_2, f32, f32, b1, i64, i64_2, n))
-        k.weight_grad_bands.compile((f32, f32, f32, f32_2, i64, i64_2, b1, n, f64_2, f32,
-                                     f32))
-    else:
-        k.forward.compile((f32, f32, f32, f32, b1, i64, n, n, n, n, n))
-        k.weight_grad.compile((f32, f32, f32, f32, i64, n, n, n, n, b1, n))
-        k.weights.compile((f32, f64_2, f32, n, n, n))
-        k.finish.compile((f32_2, f64_2, f32, f32, n, n, n))
+    fwd = t.void(f32, f32, f32, f32, b1, i64, n, n, n, n, n)
+    grad = t.void(f32, f32, f32, f32, i64, n, n, n, n, b1, n)
+    return SimpleNamespace(
+        forward=fwd, weight_grad=grad,
+        forward_bands=t.void(t.FunctionType(fwd), f32, f32, f64_2, f32, f32, b1, i64, i64_2, n),
+        weight_grad_bands=t.void(t.FunctionType(grad), f32, f32, f32, f32_2, i64, i64_2, b1, n,
+                                 f64_2, f32, f32),
+        weights=t.void(f32, f64_2, f32, n, n, n), finish=t.void(f32_2, f64_2, f32, f32, n, n, n))
 
 
-def _build(r32, r16, g64, g32):  # noqa: C901 -- kernels and drivers, compiled together
-    """The kernels and drivers; a chunk width that is not needed (r32: forward 32-lane
-    chunks, r16: a 16-lane one; g64, g32: weight-gradient 64- and 32-lane chunks, and 16
-    when r16) is never called, so another width's kernel stands in for it."""
+def _kernels(f: int, part: str):
+    """The serial driver of ``part`` ("forward" or "weight_grad") for F output channels,
+    as (dispatcher, first-class address): compiled once per set of channel chunks that F
+    needs (forward: 32s, a 16; weight gradient: 64s, a 32, a 16) -- each chunk width is
+    a kernel of its own -- and only the part that runs (inference compiles no gradient)."""
+    need = (f >= 32, f % 32 == 16) if part == "forward" else (f >= 64, f % 64 >= 32,
+                                                                 f % 32 == 16)
+
+    def build():
+        kernel = _build_forward(*need) if part == "forward" else _build_grad(*need)
+        return kernel, jit.first_class(kernel, getattr(_signatures(), part))
+    return jit.built(_built, (part, need), build)
+
+
+def _helpers():
+    """The pieces every build shares, compiled once: the input transform, U, the weight
+    gradient's last step, and the two parallel launchers (which take a driver as a
+    first-class function, so that no driver is compiled twice)."""
+    return jit.built(_built, "helpers", _build_helpers)
+
+
+def compile_kernels(f: int = 64) -> None:
+    """Compile the kernels for F output channels now (numba otherwise compiles each on
+    first use, some seconds; ``jit.warm_up`` calls this for F = 64)."""
+    _helpers()
+    _kernels(f, "forward")
+    _kernels(f, "weight_grad")
+
+
+def _build_helpers():
     from numba import njit, prange
 
-    from .simd import (
-        sfence,
-        vadd,
-        vbcast,
-        vfma,
-        vkeep,
-        vload,
-        vrelu,
-        vsplat,
-        vstore,
-        vstore_n,
-        vstream,
-        vsub,
-    )
+    from .simd import vadd, vfma, vload, vsplat, vstore_n, vsub
+
+    sigs = _signatures()
 
     @njit(nogil=True, cache=False)
     def transform(xf, vs, pb, geo, n, ra, rb):
@@ -182,6 +185,79 @@ def _build(r32, r16, g64, g32):  # noqa: C901 -- kernels and drivers, compiled t
                 vstore_n(vs, o + 3 * cm + u, vfma(e31, two, e42), cnt)
                 vstore_n(vs, o + 4 * cm + u, vfma(e31, minus2, e42), cnt)
                 vstore_n(vs, o + 5 * cm + u, vfma(d1, four, vfma(d3, minus5, d5)), cnt)
+
+    @njit(sigs.weights, nogil=True, cache=False)
+    def weights(wf, g, uf, kh, c, f):
+        """U[i, c, k, f] = sum_j G[k, j] w[i, j, c, f] in float64, laid out by chunk of
+        output channels -- 32s, then 16 -- each [i][c][k][lanes], so that the kernel's
+        weight loads are a fixed stride apart whatever the shape."""
+        for i in range(kh):
+            for ch in range(c):
+                for k in range(6):
+                    for j in range(f):
+                        lanes = 32 if j < f - f % 32 else 16
+                        f0 = j - j % lanes
+                        s = 0.0
+                        for t in range(3):
+                            s += g[k, t] * wf[((i * 3 + t) * c + ch) * f + j]
+                        uf[f0 * kh * c * 6 + ((i * c + ch) * 6 + k) * lanes + j - f0] = s
+
+    @njit(sigs.finish, nogil=True, cache=False)
+    def finish(accs, g, dw, db, kh, c, f):
+        """accs[0] += accs[1:] in order; then dw[((i 3 + j) C + c) F + f] = sum_k G[k, j]
+        accs[0][((i C + c) 6 + k) F + f] (G^T, in float64) and db = the last F sums."""
+        acc = accs[0]
+        for i in range(1, accs.shape[0]):
+            for e in range(acc.size):
+                acc[e] += accs[i, e]
+        for i in range(kh):
+            for ch in range(c):
+                for j in range(3):
+                    o = ((i * 3 + j) * c + ch) * f
+                    for q in range(f):
+                        s = 0.0
+                        for k in range(6):
+                            s += g[k, j] * acc[((i * c + ch) * 6 + k) * f + q]
+                        dw[o + q] = s
+        for q in range(f):
+            db[q] = acc[kh * c * 6 * f + q]
+
+    @njit(sigs.forward_bands, nogil=True, cache=False, parallel=True)
+    def forward_bands(forward, xf, wf, g, b, of, relu, geo, blocks, band):
+        """U (64-byte aligned), then the driver ``forward`` on blocks[i] = (n0, n1, r0, r1)
+        in one parallel launch."""
+        size = geo[6] * geo[2] * 6 * geo[5]
+        raw = np.empty(size + 16, np.float32)
+        start = (-raw.ctypes.data % 64) // 4
+        uf = raw[start:start + size]
+        weights(wf, g, uf, geo[6], geo[2], geo[5])
+        for i in prange(blocks.shape[0]):
+            forward(xf, uf, b, of, relu, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
+                    blocks[i, 3], band)
+
+    @njit(sigs.weight_grad_bands, nogil=True, cache=False, parallel=True)
+    def weight_grad_bands(weight_grad, xf, df, kf, accs, geo, blocks, relu, band, g, dw, db):
+        """The driver ``weight_grad`` on blocks[i] into accs[i] (zeroed first), in one
+        launch; then ``finish``."""
+        for i in prange(blocks.shape[0]):
+            acc = accs[i]
+            acc[:] = 0.0
+            weight_grad(xf, df, kf, acc, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
+                        blocks[i, 3], relu, band)
+        finish(accs, g, dw, db, geo[6], geo[2], geo[5])
+
+    return SimpleNamespace(transform=transform, weights=weights, finish=finish,
+                           forward_bands=forward_bands, weight_grad_bands=weight_grad_bands)
+
+
+def _build_forward(r32, r16):
+    """The forward's serial driver, for 32-lane chunks (r32) and a 16-lane one (r16); a
+    width that is not needed is never called, so the other stands in for it."""
+    from numba import njit
+
+    from .simd import sfence, vadd, vbcast, vfma, vload, vrelu, vsplat, vstore, vstream, vsub
+
+    sigs, transform = _signatures(), _helpers().transform
 
     def make_rows(lanes):
         @njit(nogil=True, cache=False, inline="always")
@@ -259,6 +335,42 @@ def _build(r32, r16, g64, g32):  # noqa: C901 -- kernels and drivers, compiled t
                          ow - 4 * t0 - 4)
                     tt += 2
         return rows
+
+    rows16 = make_rows(16) if r16 else None
+    rows32 = make_rows(32) if r32 else rows16
+    rows16 = rows16 or rows32
+
+    @njit(sigs.forward, nogil=True, cache=False)
+    def forward(xf, uf, b, of, relu, geo, n0, n1, r0, r1, band):
+        """Output rows r0..r1 of images n0..n1, every channel, a band of rows at a time."""
+        f, nt = geo[5], geo[11]
+        vs = np.empty(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * 6 * geo[2] * (nt + 1),
+                      np.float32)
+        pb = np.empty(4 * geo[2] * (nt + 1) + 16, np.float32)
+        for n in range(n0, n1):
+            for ra in range(r0, r1, band):
+                rb = min(ra + band, r1)
+                transform(xf, vs, pb, geo, n, ra, rb)
+                f0 = 0
+                while f0 + 32 <= f:
+                    rows32(vs, uf, b, of, relu, geo, n, ra, rb, f0)
+                    f0 += 32
+                if f0 < f:
+                    rows16(vs, uf, b, of, relu, geo, n, ra, rb, f0)
+        if geo[12]:
+            sfence()                    # the non-temporal stores land before we return
+
+    return forward
+
+
+def _build_grad(g64, g32, g16):
+    """The weight gradient's serial driver, for 64-, 32- and 16-lane chunks (a width that
+    is not needed is never called: another stands in for it)."""
+    from numba import njit
+
+    from .simd import vadd, vbcast, vfma, vkeep, vload, vsplat, vstore, vsub
+
+    sigs, transform = _signatures(), _helpers().transform
 
     def make_grads(lanes):
         @njit(nogil=True, cache=False)
@@ -349,35 +461,12 @@ def _build(r32, r16, g64, g32):  # noqa: C901 -- kernels and drivers, compiled t
                 vstore(acc, odb, vadd(vload(acc, odb, lanes), db))
         return grads
 
-    rows16 = make_rows(16) if r16 else None
-    rows32 = make_rows(32) if r32 else rows16
-    rows16 = rows16 or rows32
-    grads = {lanes: make_grads(lanes) for lanes, used in ((64, g64), (32, g32), (16, r16))
+    grads = {lanes: make_grads(lanes) for lanes, used in ((64, g64), (32, g32), (16, g16))
              if used}
     grads64 = grads.get(64) or next(iter(grads.values()))
     grads32, grads16 = grads.get(32, grads64), grads.get(16, grads64)
 
-    @njit(nogil=True, cache=False)
-    def forward(xf, uf, b, of, relu, geo, n0, n1, r0, r1, band):
-        """Output rows r0..r1 of images n0..n1, every channel, a band of rows at a time."""
-        f, nt = geo[5], geo[11]
-        vs = np.empty(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * 6 * geo[2] * (nt + 1),
-                      np.float32)
-        pb = np.empty(4 * geo[2] * (nt + 1) + 16, np.float32)
-        for n in range(n0, n1):
-            for ra in range(r0, r1, band):
-                rb = min(ra + band, r1)
-                transform(xf, vs, pb, geo, n, ra, rb)
-                f0 = 0
-                while f0 + 32 <= f:
-                    rows32(vs, uf, b, of, relu, geo, n, ra, rb, f0)
-                    f0 += 32
-                if f0 < f:
-                    rows16(vs, uf, b, of, relu, geo, n, ra, rb, f0)
-        if geo[12]:
-            sfence()                    # the non-temporal stores land before we return
-
-    @njit(nogil=True, cache=False)
+    @njit(sigs.weight_grad, nogil=True, cache=False)
     def weight_grad(xf, df, kf, acc, geo, n0, n1, r0, r1, relu, band):
         """The weight-gradient sums of output rows r0..r1 of images n0..n1 added to acc."""
         c, f, kh, dh, nt = geo[2], geo[5], geo[6], geo[8], geo[11]
@@ -402,70 +491,7 @@ def _build(r32, r16, g64, g32):  # noqa: C901 -- kernels and drivers, compiled t
                 if f0 < f:
                     grads16(vs, df, kf, acc, geo, n, ra, rb, f0, relu, zb, poff)
 
-    @njit(nogil=True, cache=False)
-    def weights(wf, g, uf, kh, c, f):
-        """U[i, c, k, f] = sum_j G[k, j] w[i, j, c, f] in float64, laid out by chunk of
-        output channels -- 32s, then 16 -- each [i][c][k][lanes], so that the kernel's
-        weight loads are a fixed stride apart whatever the shape."""
-        for i in range(kh):
-            for ch in range(c):
-                for k in range(6):
-                    for j in range(f):
-                        lanes = 32 if j < f - f % 32 else 16
-                        f0 = j - j % lanes
-                        s = 0.0
-                        for t in range(3):
-                            s += g[k, t] * wf[((i * 3 + t) * c + ch) * f + j]
-                        uf[f0 * kh * c * 6 + ((i * c + ch) * 6 + k) * lanes + j - f0] = s
-
-    @njit(nogil=True, cache=False, parallel=True)
-    def forward_bands(xf, wf, g, b, of, relu, geo, blocks, band):
-        """U (64-byte aligned), then ``forward`` on blocks[i] = (n0, n1, r0, r1) in one
-        parallel launch."""
-        size = geo[6] * geo[2] * 6 * geo[5]
-        raw = np.empty(size + 16, np.float32)
-        start = (-raw.ctypes.data % 64) // 4
-        uf = raw[start:start + size]
-        weights(wf, g, uf, geo[6], geo[2], geo[5])
-        for i in prange(blocks.shape[0]):
-            forward(xf, uf, b, of, relu, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
-                    blocks[i, 3], band)
-
-    @njit(nogil=True, cache=False)
-    def finish(accs, g, dw, db, kh, c, f):
-        """accs[0] += accs[1:] in order; then dw[((i 3 + j) C + c) F + f] = sum_k G[k, j]
-        accs[0][((i C + c) 6 + k) F + f] (G^T, in float64) and db = the last F sums."""
-        acc = accs[0]
-        for i in range(1, accs.shape[0]):
-            for e in range(acc.size):
-                acc[e] += accs[i, e]
-        for i in range(kh):
-            for ch in range(c):
-                for j in range(3):
-                    o = ((i * 3 + j) * c + ch) * f
-                    for q in range(f):
-                        s = 0.0
-                        for k in range(6):
-                            s += g[k, j] * acc[((i * c + ch) * 6 + k) * f + q]
-                        dw[o + q] = s
-        for q in range(f):
-            db[q] = acc[kh * c * 6 * f + q]
-
-    @njit(nogil=True, cache=False, parallel=True)
-    def weight_grad_bands(xf, df, kf, accs, geo, blocks, relu, band, g, dw, db):
-        """``weight_grad`` on blocks[i] into accs[i] (zeroed first), in one launch; then
-        ``finish``."""
-        for i in prange(blocks.shape[0]):
-            acc = accs[i]
-            acc[:] = 0.0
-            weight_grad(xf, df, kf, acc, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
-                        blocks[i, 3], relu, band)
-        finish(accs, g, dw, db, geo[6], geo[2], geo[5])
-
-    return SimpleNamespace(forward=forward, weight_grad=weight_grad, transform=transform,
-                           rows=(rows32, rows16), grads=(grads64, grads32, grads16),
-                           weights=weights, finish=finish, forward_bands=forward_bands,
-                           weight_grad_bands=weight_grad_bands)
+    return weight_grad
 
 
 @functools.lru_cache(maxsize=256)
@@ -519,16 +545,16 @@ def forward(x, w, b, stride, pads, dilation, relu=False):
     xf = np.ascontiguousarray(x).reshape(-1)
     wf = np.ascontiguousarray(w, np.float32).reshape(-1)
     bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
-    k = _kernels(f)
+    helpers, (kernel, address) = _helpers(), _kernels(f, "forward")
     if parallel and jit.parallel_launch(len(blocks)):
-        k.forward_bands(xf, wf, _G, bias, of, bool(relu), geo, blocks, band)
+        helpers.forward_bands(address, xf, wf, _G, bias, of, bool(relu), geo, blocks, band)
         jit.launched()
         return out
     uf = aligned_empty(kh * c * 6 * f)
-    k.weights(wf, _G, uf, kh, c, f)
+    helpers.weights(wf, _G, uf, kh, c, f)
 
     def run(blk):
-        k.forward(xf, uf, bias, of, bool(relu), geo, *blk, band)
+        kernel(xf, uf, bias, of, bool(relu), geo, *blk, band)
 
     run_blocks(run, blocks, parallel=parallel)
     return out
@@ -548,14 +574,14 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     geo, band, blocks, parallel, _ = _plan(x.shape, tuple(w_shape), tuple(stride),
                                            tuple(map(tuple, pads)), tuple(dilation),
                                            num_threads(), V_SCRATCH, PARALLEL_FLOPS, STREAM_BYTES)
-    k = _kernels(f)
+    helpers, (kernel, address) = _helpers(), _kernels(f, "weight_grad")
     size = (kh * c * 6 + 1) * f
     relu = relu_out is not None
     dw, db = np.empty(w_shape, np.float32), np.empty(f, np.float32)
     if parallel and jit.parallel_launch(len(blocks)):
         accs = aligned_empty((len(blocks), size))
-        k.weight_grad_bands(xf, df, kf, accs, geo, blocks, relu, band,
-                            _G, dw.reshape(-1), db)
+        helpers.weight_grad_bands(address, xf, df, kf, accs, geo, blocks, relu, band, _G,
+                                  dw.reshape(-1), db)
         jit.launched()
         return dw, db
 
@@ -563,10 +589,10 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
         if part is None:
             part = aligned_empty(size)
         part[...] = 0                                     # the kernels add into it
-        k.weight_grad(xf, df, kf, part, geo, *blk, relu, band)
+        kernel(xf, df, kf, part, geo, *blk, relu, band)
         return part
 
     acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel,
                      buffers=lambda i, shape, dtype: aligned_empty(shape))
-    k.finish(acc.reshape(1, -1), _G, dw.reshape(-1), db, kh, c, f)
+    helpers.finish(acc.reshape(1, -1), _G, dw.reshape(-1), db, kh, c, f)
     return dw, db

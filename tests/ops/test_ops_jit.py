@@ -243,7 +243,7 @@ def test_switch_validates_restores_and_reads_the_environment():
 def test_compile_kernels_names_the_types_the_winograd_rows_calls_pass(launch, monkeypatch):
     """After compile_kernels (which jit.warm_up runs for 64 channels), a forward and a
     weight gradient through numba's parallel launch, or through the pool where launches
-    are off, compile nothing more: it named the very types."""
+    are off, compile nothing more: every kernel has its one explicit signature."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 6, 9, 3)).astype(np.float32)
     w = rng.standard_normal((3, 3, 3, 64)).astype(np.float32)
@@ -256,14 +256,15 @@ def test_compile_kernels_names_the_types_the_winograd_rows_calls_pass(launch, mo
             assert jit.warm_up(("float32",)) is True
         else:
             winograd_rows.compile_kernels(64)
-        rows = winograd_rows._kernels(64)
-        names = (("forward_bands", "weight_grad_bands") if launch else
-                 ("forward", "weight_grad", "weights", "finish"))
-        compiled = {name: set(getattr(rows, name).signatures) for name in names}
-        assert all(compiled.values())
+        helpers = winograd_rows._helpers()
+        kernels = [winograd_rows._kernels(64, part)[0] for part in ("forward", "weight_grad")]
+        kernels += [getattr(helpers, name) for name in ("forward_bands", "weight_grad_bands",
+                                                        "weights", "finish")]
+        compiled = [set(k.signatures) for k in kernels]
+        assert all(len(sigs) == 1 for sigs in compiled)
         out = winograd_rows.forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), True)
         winograd_rows.weight_grad(x, out, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), out)
-        assert {name: set(getattr(rows, name).signatures) for name in names} == compiled
+        assert [set(k.signatures) for k in kernels] == compiled
     finally:
         ops_threads.set_num_threads(prev)
         jit.set_parallel(prev_launch)
