@@ -246,8 +246,11 @@ def _build_helpers():
                         blocks[i, 3], relu, band)
         finish(accs, g, dw, db, geo[6], geo[2], geo[5])
 
+    # (the launchers' compiled code, called without numba's per-call type dispatch)
     return SimpleNamespace(transform=transform, weights=weights, finish=finish,
-                           forward_bands=forward_bands, weight_grad_bands=weight_grad_bands)
+                           forward_bands=forward_bands, weight_grad_bands=weight_grad_bands,
+                           forward_entry=jit.entry(forward_bands),
+                           weight_grad_entry=jit.entry(weight_grad_bands))
 
 
 def _build_forward(r32, r16):
@@ -547,7 +550,7 @@ def forward(x, w, b, stride, pads, dilation, relu=False):
     bias = np.zeros(f, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
     helpers, (kernel, address) = _helpers(), _kernels(f, "forward")
     if parallel and jit.parallel_launch(len(blocks)):
-        helpers.forward_bands(address, xf, wf, _G, bias, of, bool(relu), geo, blocks, band)
+        helpers.forward_entry(address, xf, wf, _G, bias, of, bool(relu), geo, blocks, band)
         jit.launched()
         return out
     uf = aligned_empty(kh * c * 6 * f)
@@ -580,7 +583,7 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     dw, db = np.empty(w_shape, np.float32), np.empty(f, np.float32)
     if parallel and jit.parallel_launch(len(blocks)):
         accs = aligned_empty((len(blocks), size))
-        helpers.weight_grad_bands(address, xf, df, kf, accs, geo, blocks, relu, band, _G,
+        helpers.weight_grad_entry(address, xf, df, kf, accs, geo, blocks, relu, band, _G,
                                   dw.reshape(-1), db)
         jit.launched()
         return dw, db
