@@ -109,3 +109,35 @@ def close_torch(op: str, got, want, dtype) -> None:
             key = (op, np.dtype(dtype).name)
             TORCH_ERR[key] = max(TORCH_ERR.get(key, 0.0), float(diff.max()))
     np.testing.assert_allclose(got, want, **tol(dtype), err_msg=op)
+
+
+def conv_loops(x, w, b, stride, pads, dil) -> np.ndarray:
+    """float64 2-D conv, one output pixel and one tap at a time (x unpadded, NHWC; w HWIO;
+    pads ((top, bottom), (left, right)))."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
+    kh, kw, _, f = w.shape
+    oh = (xp.shape[1] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (xp.shape[2] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((x.shape[0], oh, ow, f))
+    for r in range(oh):
+        for q in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    out[:, r, q] += xp[:, r * stride[0] + i * dil[0],
+                                       q * stride[1] + j * dil[1]] @ w[i, j]
+    return out + b
+
+
+def conv_weight_grad_loops(x, dout, w_shape, stride, pads, dil):
+    """float64 (dW, db) of that conv: dW[i, j, c, f] = sum over (n, r, q) of
+    x_pad[n, r s_h + i d_h, q s_w + j d_w, c] dout[n, r, q, f], one tap at a time."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), *pads, (0, 0)))
+    dout = dout.astype(np.float64)
+    oh, ow = dout.shape[1:3]
+    dw = np.zeros(w_shape)
+    for i in range(w_shape[0]):
+        for j in range(w_shape[1]):
+            win = xp[:, i * dil[0]::stride[0], j * dil[1]::stride[1]][:, :oh, :ow]
+            dw[i, j] = np.einsum("nrqc,nrqf->cf", win, dout)
+    return dw, dout.sum(axis=(0, 1, 2))

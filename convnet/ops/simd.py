@@ -13,8 +13,9 @@ instruction:
     vstore(a, i, v)        a[i:i + lanes] = v
     vstream(a, i, v)       a[i:i + lanes] = v, a non-temporal store (past the caches;
                            a + i aligned to the vector or 64 bytes, the smaller, or the
-                           store faults; ``sfence()`` after the last)
-    sfence()               orders the non-temporal stores before every later store
+                           store faults; ``store_fence()`` after the last)
+    store_fence()          the non-temporal stores before it land before any later store
+                           (sfence on x86, a full fence elsewhere)
     vload_n(a, i, lanes, n)  a[i:i + n] in the first n lanes, 0 in the others (0 <= n <=
                            lanes, any run-time value; lanes from n on are not read)
     vstore_n(a, i, v, n)   a[i:i + n] = the first n lanes of v (nothing else written)
@@ -35,6 +36,8 @@ loads and stores do not check bounds: the kernels index inside arrays they sized
 """
 
 from __future__ import annotations
+
+import platform
 
 from llvmlite import ir
 from numba import types
@@ -132,12 +135,20 @@ def vstream(typingctx, arr, idx, v):
     return types.void(arr, idx, v), codegen
 
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
 @intrinsic
-def sfence(typingctx):
+def store_fence(typingctx):
     def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                            "llvm.x86.sse.sfence")
-        builder.call(fn, [])
+        if _X86:
+            # sfence: LLVM's seq_cst fence is a locked add on x86, which Intel does not
+            # promise orders non-temporal stores
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
+            builder.call(fn, [])
+        else:
+            builder.fence("seq_cst")
         return context.get_dummy_value()
     return types.void(), codegen
 

@@ -258,7 +258,7 @@ def _build_forward(r32, r16):
     width that is not needed is never called, so the other stands in for it."""
     from numba import njit
 
-    from .simd import sfence, vadd, vbcast, vfma, vload, vrelu, vsplat, vstore, vstream, vsub
+    from .simd import store_fence, vadd, vbcast, vfma, vload, vrelu, vsplat, vstore, vstream, vsub
 
     sigs, transform = _signatures(), _helpers().transform
 
@@ -361,7 +361,7 @@ def _build_forward(r32, r16):
                 if f0 < f:
                     rows16(vs, uf, b, of, relu, geo, n, ra, rb, f0)
         if geo[12]:
-            sfence()                    # the non-temporal stores land before we return
+            store_fence()               # the non-temporal stores land before we return
 
     return forward
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import conv_loops, conv_weight_grad_loops
 
 from convnet.ops import algo, direct, jit
 from convnet.ops import threads as ops_threads
@@ -18,21 +19,8 @@ pytestmark = pytest.mark.skipif(not jit.available(), reason="numba is not instal
 
 
 def loops(x, w, b, stride, pads, dil, relu):
-    """float64 conv, one output pixel at a time (x unpadded, NHWC; w HWIO)."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    (pt, pb), (pl, pr) = pads
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    kh, kw, _, f = w.shape
-    oh = (xp.shape[1] - dil[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (xp.shape[2] - dil[1] * (kw - 1) - 1) // stride[1] + 1
-    out = np.zeros((x.shape[0], oh, ow, f))
-    for r in range(oh):
-        for q in range(ow):
-            for i in range(kh):
-                for j in range(kw):
-                    out[:, r, q] += xp[:, r * stride[0] + i * dil[0],
-                                       q * stride[1] + j * dil[1]] @ w[i, j]
-    out += b
+    """float64 conv (``helpers.conv_loops``), clamped at 0 with ``relu``."""
+    out = conv_loops(x, w, b, stride, pads, dil)
     return np.maximum(out, 0) if relu else out
 
 
@@ -43,7 +31,7 @@ def test_vector_ops_match_numpy_lane_by_lane(lanes):
     from numba import njit
 
     from convnet.ops.simd import (
-        sfence,
+        store_fence,
         vadd,
         vbcast,
         vfma,
@@ -60,7 +48,7 @@ def test_vector_ops_match_numpy_lane_by_lane(lanes):
     def streamed(a, out):
         for i in range(0, a.shape[0], lanes):
             vstream(out, i, vload(a, i, lanes))
-        sfence()
+        store_fence()
 
     @njit
     def kernel(a, b, c, s, out):
@@ -159,15 +147,7 @@ def test_thin_kernels_pad_in_bands_of_rows(cfg, threads, monkeypatch):
     b = rng.standard_normal(ws[3]).astype(np.float32)
     want = loops(x, w, b, stride, pads, dil, relu=False)
     dout = rng.standard_normal(want.shape).astype(np.float32)
-    # dW[i, j, c, f] = sum over (n, r, q) of x_pad[n, r s_h + i d_h, q s_w + j d_w, c] dout
-    xp = np.pad(x.astype(np.float64), ((0, 0), *pads, (0, 0)))
-    oh, ow = want.shape[1:3]
-    want_dw = np.zeros(ws)
-    for i in range(ws[0]):
-        for j in range(ws[1]):
-            win = xp[:, i * dil[0]::stride[0], j * dil[1]::stride[1]][:, :oh, :ow]
-            want_dw[i, j] = np.einsum("nrqc,nrqf->cf", win, dout)
-    want_db = dout.sum(axis=(0, 1, 2), dtype=np.float64)
+    want_dw, want_db = conv_weight_grad_loops(x, dout, ws, stride, pads, dil)
     line = (xs[2] + sum(pads[1])) * xs[3] * 4
     prev = ops_threads.num_threads()
     ops_threads.set_num_threads(threads)

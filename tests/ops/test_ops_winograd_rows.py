@@ -10,43 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import conv_loops as loops
+from helpers import conv_weight_grad_loops as loop_weight_grad
 
 from convnet.ops import algo, jit, winograd_rows
 from convnet.ops import threads as ops_threads
 from convnet.ops.conv import algorithm_of, conv2d_forward
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="numba is not installed")
-
-
-def loops(x, w, b, stride, pads, dil):
-    """float64 conv, one output pixel at a time (x unpadded, NHWC; w HWIO)."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
-    kh, kw, _, f = w.shape
-    oh = (xp.shape[1] - dil[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (xp.shape[2] - dil[1] * (kw - 1) - 1) // stride[1] + 1
-    out = np.zeros((x.shape[0], oh, ow, f))
-    for r in range(oh):
-        for q in range(ow):
-            for i in range(kh):
-                for j in range(kw):
-                    out[:, r, q] += xp[:, r * stride[0] + i * dil[0],
-                                       q * stride[1] + j * dil[1]] @ w[i, j]
-    return out + b
-
-
-def loop_weight_grad(x, dout, w_shape, stride, pads, dil):
-    """float64 (dW, db): dW[i, j, c, f] = sum over (n, r, q) of
-    x_pad[n, r s_h + i d_h, q s_w + j d_w, c] dout[n, r, q, f]."""
-    xp = np.pad(x.astype(np.float64), ((0, 0), *pads, (0, 0)))
-    dout = dout.astype(np.float64)
-    oh, ow = dout.shape[1:3]
-    dw = np.zeros(w_shape)
-    for i in range(w_shape[0]):
-        for j in range(w_shape[1]):
-            win = xp[:, i * dil[0]::stride[0], j * dil[1]::stride[1]][:, :oh, :ow]
-            dw[i, j] = np.einsum("nrqc,nrqf->cf", win, dout)
-    return dw, dout.sum(axis=(0, 1, 2))
 
 
 # (x shape, w shape, stride, pads, dilation): 3 wide, width stride and dilation 1
