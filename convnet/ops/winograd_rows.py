@@ -85,8 +85,8 @@ def _kernels(f: int, part: str):
                                                                  f % 32 == 16)
 
     def build():
-        build = kernels.build_forward if part == "forward" else kernels.build_grad
-        kernel = build(_helpers().transform, *need)
+        make = kernels.build_forward if part == "forward" else kernels.build_grad
+        kernel = make(_helpers().transform, *need)
         return kernel, jit.first_class(kernel, getattr(kernels.signatures(), part))
     return jit.built(_built, (part, need), build)
 
