@@ -141,3 +141,17 @@ def conv_weight_grad_loops(x, dout, w_shape, stride, pads, dil):
             win = xp[:, i * dil[0]::stride[0], j * dil[1]::stride[1]][:, :oh, :ow]
             dw[i, j] = np.einsum("nrqc,nrqf->cf", win, dout)
     return dw, dout.sum(axis=(0, 1, 2))
+
+
+def torch_conv_weight_grad(torch, x, w, b, stride, pads, dil, dout, relu=False):
+    """torch's float64 (dW HWIO, db) of conv2d(x, w, b) (then a ReLU with ``relu``) for
+    the upstream gradient ``dout`` (NHWC); pads ((top, bottom), (left, right))."""
+    xt, wt = to_torch(x.astype(np.float64), "nhwc"), to_torch(w.astype(np.float64), "hwio", True)
+    bt = to_torch(b.astype(np.float64), requires_grad=True)
+    (pt, pb), (pl, pr) = pads
+    o = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (pl, pr, pt, pb)), wt, bt,
+                                   stride, 0, dil)
+    if relu:
+        o = torch.relu(o)
+    o.backward(to_torch(dout.astype(np.float64), "nhwc"))
+    return from_torch(wt.grad, "hwio"), from_torch(bt.grad)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import conv_loops, conv_weight_grad_loops
+from helpers import conv_loops, conv_weight_grad_loops, torch_conv_weight_grad
 
 from convnet.ops import algo, direct, jit
 from convnet.ops import threads as ops_threads
@@ -269,8 +269,6 @@ WGRAD = [
 @pytest.mark.parametrize("cfg", WGRAD, ids=lambda c: f"{c[0]}-{c[1]}-s{c[2]}")
 def test_weight_grad_matches_torch_with_and_without_the_relu(cfg, relu, threads, torch,
                                                              monkeypatch):
-    from helpers import from_torch, to_torch
-
     from convnet.ops.conv import conv2d_backward, conv2d_relu_backward, conv2d_relu_forward
 
     monkeypatch.setattr(direct, "PARALLEL_FLOPS", 1)              # blocks on the pool
@@ -297,16 +295,8 @@ def test_weight_grad_matches_torch_with_and_without_the_relu(cfg, relu, threads,
     assert dx is None and dw.dtype == db.dtype == np.float32
     np.testing.assert_array_equal(again[1], dw)                   # the same bits again
     np.testing.assert_array_equal(again[2], db)
-    xt, wt = to_torch(x.astype(np.float64), "nhwc"), to_torch(w.astype(np.float64), "hwio", True)
-    bt = to_torch(b.astype(np.float64), requires_grad=True)
-    (pt, pb), (pl, pr) = pads
-    o = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (pl, pr, pt, pb)), wt, bt,
-                                   stride, 0, dil)
-    if relu:
-        o = torch.relu(o)
-    o.backward(to_torch(dout.astype(np.float64), "nhwc"))
-    for label, got, want in (("dw", dw, from_torch(wt.grad, "hwio")),
-                             ("db", db, from_torch(bt.grad))):
+    torch_dw, torch_db = torch_conv_weight_grad(torch, x, w, b, stride, pads, dil, dout, relu)
+    for label, got, want in (("dw", dw, torch_dw), ("db", db, torch_db)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max(),
                                    err_msg=label)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import conv_loops as loops
 from helpers import conv_weight_grad_loops as loop_weight_grad
+from helpers import torch_conv_weight_grad
 
 from convnet.ops import algo, jit, winograd_rows
 from convnet.ops import threads as ops_threads
@@ -83,8 +84,6 @@ def test_forward_matches_the_loop_reference_in_every_band_and_launch(cfg, relu, 
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_weight_grad_matches_the_loop_reference_and_torch(cfg, relu, torch, monkeypatch):
-    from helpers import from_torch, to_torch
-
     monkeypatch.setattr(winograd_rows, "PARALLEL_FLOPS", 1)
     xs, ws, stride, pads, dil = cfg
     rng = np.random.default_rng(2)
@@ -116,16 +115,8 @@ def test_weight_grad_matches_the_loop_reference_and_torch(cfg, relu, torch, monk
             np.testing.assert_array_equal(other[0], want_bits[0])
             np.testing.assert_array_equal(other[1], want_bits[1])
     np.testing.assert_allclose(got[1][0], want_dw, rtol=1e-4, atol=1e-5 * np.abs(want_dw).max())
-    # torch, float64
-    xt, wt = to_torch(x.astype(np.float64), "nhwc"), to_torch(w.astype(np.float64), "hwio", True)
-    bt = to_torch(b.astype(np.float64), requires_grad=True)
-    (pt, pb), (pl, pr) = pads
-    o = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (pl, pr, pt, pb)), wt, bt,
-                                   stride, 0, dil)
-    if relu:
-        o = torch.relu(o)
-    o.backward(to_torch(dout.astype(np.float64), "nhwc"))
-    for label, g, t in (("dw", dw, from_torch(wt.grad, "hwio")), ("db", db, from_torch(bt.grad))):
+    torch_dw, torch_db = torch_conv_weight_grad(torch, x, w, b, stride, pads, dil, dout, relu)
+    for label, g, t in (("dw", dw, torch_dw), ("db", db, torch_db)):
         np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-5 * np.abs(t).max(), err_msg=label)
 
 
