@@ -180,6 +180,14 @@ def build_forward(transform, r32, r16):
 
     sigs = signatures()
 
+    @njit(nogil=True, cache=False, inline="always")
+    def put(of, o, y, stream):
+        """of[o:o + lanes] = y, past the caches with ``stream``."""
+        if stream:
+            vstream(of, o, y)
+        else:
+            vstore(of, o, y)
+
     def make_rows(lanes):
         @njit(nogil=True, cache=False, inline="always")
         def out4(of, o, f, m0, m1, m2, m3, m4, m5, relu, stream, cnt):
@@ -192,22 +200,13 @@ def build_forward(transform, r32, r16):
             y3 = vfma(d2, vsplat(8.0, lanes), vadd(d1, m5))
             if relu:
                 y0, y1, y2, y3 = vrelu(y0), vrelu(y1), vrelu(y2), vrelu(y3)
-            if stream:
-                vstream(of, o, y0)
-                if cnt > 1:
-                    vstream(of, o + f, y1)
-                if cnt > 2:
-                    vstream(of, o + 2 * f, y2)
-                if cnt > 3:
-                    vstream(of, o + 3 * f, y3)
-            else:
-                vstore(of, o, y0)
-                if cnt > 1:
-                    vstore(of, o + f, y1)
-                if cnt > 2:
-                    vstore(of, o + 2 * f, y2)
-                if cnt > 3:
-                    vstore(of, o + 3 * f, y3)
+            put(of, o, y0, stream)
+            if cnt > 1:
+                put(of, o + f, y1, stream)
+            if cnt > 2:
+                put(of, o + 2 * f, y2, stream)
+            if cnt > 3:
+                put(of, o + 3 * f, y3, stream)
 
         @njit(nogil=True, cache=False)
         def rows(vs, uf, b, of, relu, geo, n, ra, rb, f0):
