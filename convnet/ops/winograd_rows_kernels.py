@@ -51,6 +51,9 @@ def signatures():
 
 
 def build_helpers():
+    """The pieces every build shares: the input transform, U, the weight gradient's last
+    step, and the two parallel launchers (each takes a serial driver as a first-class
+    function)."""
     from numba import njit, prange
 
     from .simd import vadd, vfma, vload, vsplat, vstore_n, vsub
