@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from . import algo, direct, narrow, threads, toeplitz, winograd, winograd_rows
+from . import algo, direct, jit, narrow, threads, toeplitz, winograd, winograd_rows
 from .activation import relu_backward
 from .im2col import (
     bias_grad,
@@ -230,10 +230,9 @@ def _wrows_forward(x, w, b, stride, pads, dilation, groups, relu=False):
 
 def _wrows_backward(dout, cache, need, relu_out=None):
     x, _, w, stride, pads, dilation, groups, has_bias = cache
+    # (the forward ran these kernels on this x and w: only numba may have been turned off)
     if (need[0] or not need[1] or not winograd_rows.weight_grad_pays(w.shape)
-            or np.result_type(x.dtype, dout.dtype) != np.float32
-            or not winograd_rows.applies(x.shape, w.shape, stride, pads, dilation, groups,
-                                         np.float32)):
+            or np.result_type(x.dtype, dout.dtype) != np.float32 or not jit.enabled()):
         return _im2col_backward(dout, cache, need, relu_out)
     dw, db = winograd_rows.weight_grad(x, dout, w.shape, stride, pads, dilation,
                                        relu_out)                   # a first layer: no dx

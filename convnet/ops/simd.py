@@ -106,33 +106,30 @@ def vload(typingctx, arr, idx, lanes):
     return vec(arr, idx, lanes), codegen
 
 
-@intrinsic
-def vstore(typingctx, arr, idx, v):
+def _vector_store(name, arr, v, nontemporal):
+    """Typing checks and codegen of a 1-D array's store of one vector (``vstore``, ``vstream``)."""
     _check_array(arr)
     if not isinstance(v, Vec):
-        raise TypingError(f"simd: vstore needs a vector, got {v}")
+        raise TypingError(f"simd: {name} needs a vector, got {v}")
 
     def codegen(context, builder, sig, args):
         vt = ir.VectorType(_F32, v.lanes)
-        builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1], vt),
-                      align=4)
+        ptr = _address(context, builder, sig.args[0], args[0], args[1], vt)
+        st = builder.store(args[2], ptr, align=min(4 * v.lanes, 64) if nontemporal else 4)
+        if nontemporal:
+            st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
         return context.get_dummy_value()
-    return types.void(arr, idx, v), codegen
+    return codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, idx, v):
+    return types.void(arr, idx, v), _vector_store("vstore", arr, v, False)
 
 
 @intrinsic
 def vstream(typingctx, arr, idx, v):
-    _check_array(arr)
-    if not isinstance(v, Vec):
-        raise TypingError(f"simd: vstream needs a vector, got {v}")
-
-    def codegen(context, builder, sig, args):
-        vt = ir.VectorType(_F32, v.lanes)
-        st = builder.store(args[2], _address(context, builder, sig.args[0], args[0], args[1],
-                                             vt), align=min(4 * v.lanes, 64))
-        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
-        return context.get_dummy_value()
-    return types.void(arr, idx, v), codegen
+    return types.void(arr, idx, v), _vector_store("vstream", arr, v, True)
 
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")

@@ -52,12 +52,14 @@ _built: dict = {}
 
 def applies(x_shape, w_shape, stride, pads, dilation, groups, dtype) -> bool:
     """Whether the kernels can run this conv."""
-    kh, kw, _, f = w_shape
-    if (groups != 1 or kw != 3 or stride[1] != 1 or dilation[1] != 1 or f % 16
-            or np.dtype(dtype) != np.float32 or not jit.enabled()):
-        return False
     out_w = conv_output_shape(x_shape[1:3], w_shape[:2], stride, pads, dilation)[1]
-    return out_w >= 5
+    return groups == 1 and _runs(w_shape, stride, dilation, out_w, dtype)
+
+
+def _runs(w_shape, stride, dilation, out_w, dtype) -> bool:
+    """``applies`` for groups 1, given the output's width."""
+    return (w_shape[1] == 3 and stride[1] == 1 and dilation[1] == 1 and w_shape[3] % 16 == 0
+            and out_w >= 5 and np.dtype(dtype) == np.float32 and jit.enabled())
 
 
 def weight_grad_pays(w_shape) -> bool:
@@ -145,8 +147,7 @@ def forward(x, w, b, stride, pads, dilation, relu=False):
     geo, band, blocks, parallel, out_w = _plan(
         x.shape, w.shape, tuple(stride), tuple(map(tuple, pads)), tuple(dilation),
         num_threads(), V_SCRATCH, PARALLEL_FLOPS, STREAM_BYTES)
-    if (kw != 3 or stride[1] != 1 or dilation[1] != 1 or f % 16 or out_w < 5
-            or dtype != np.float32 or not jit.enabled()):
+    if not _runs(w.shape, stride, dilation, out_w, dtype):
         raise ValueError(f"winograd_rows.forward: needs float32, a 3-wide kernel at width "
                          f"stride and dilation 1, F a multiple of 16, an output at least 5 "
                          f"wide and numba; got {dtype}, w {w.shape}, stride {tuple(stride)}, "
