@@ -147,7 +147,8 @@ def first_class(kernel, sig):
 def entry(dispatcher):
     """The compiled code of a dispatcher built for one explicit signature, called without
     numba's per-call dispatch (type inference of every argument: 10+ us for a launcher
-    of a dozen arrays).  The caller passes exactly the signature's types."""
+    of a dozen arrays).  The caller passes exactly the signature's types, and keeps
+    what this returns: the lookup itself hashes numba's types (10-20 us)."""
     sigs = dispatcher.signatures
     if len(sigs) != 1:
         raise ValueError(f"entry: expected a kernel compiled for one signature, got "

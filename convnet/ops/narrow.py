@@ -34,7 +34,13 @@ band of whole images:
 
               in 16-lane vectors (the last one masked: ``simd.vload_n``/``vstore_n``, so
               nothing outside the run is read or written).  Without a pool every pixel
-              is its own window; without the ReLU nothing is masked.
+              is its own window; without the ReLU nothing is masked.  The patch's
+              vectors ("slots": KH x runs x 16-lane pieces) go 8 at a time through a
+              channel's list: dW's 8 sums stay in registers over the whole list, and
+              for dx the 8 weight vectors do, each entry adding its 8 pieces.  (With
+              the rows as the outer loop, as first written, every load and store went
+              round the list once per row: LeNet's backward took 0.28 and 0.32 ms,
+              now 0.19 and 0.25 ms.)
 
 The gradients skip what is structurally zero (off the argmax, or where the ReLU is
 closed), so where the input holds an inf under such a zero, dW stays finite; the dense
@@ -128,7 +134,8 @@ def _forward_bands():
                 forward(xf, wf, bp, yf, af, s[i], dgeo, geo, starts[i], stops[i], relu,
                         pooled)
         return bands_
-    return jit.entry(jit.built(_built, "forward bands", build))
+    return jit.built(_built, ("entry", "forward bands"),
+                     lambda: jit.entry(jit.built(_built, "forward bands", build)))
 
 
 def _backward_bands():
@@ -150,7 +157,8 @@ def _backward_bands():
                 backward(xf, wt, gf, yf, af, dxf, acc[i], geo, starts[i], stops[i], relu,
                          pooled, want_dx, want_dw, base[i], gs[i], cnt[i])
         return bands_
-    return jit.entry(jit.built(_built, "backward bands", build))
+    return jit.built(_built, ("entry", "backward bands"),
+                     lambda: jit.entry(jit.built(_built, "backward bands", build)))
 
 
 def _build_forward(fixed, widths):
@@ -213,14 +221,80 @@ def _build_backward():
 
     from .simd import vadd, vfma, vload_n, vsplat, vstore_n
 
+    @njit(nogil=True, cache=False)
+    def _eight(a, s0):
+        return a[s0], a[s0 + 1], a[s0 + 2], a[s0 + 3], a[s0 + 4], a[s0 + 5], a[s0 + 6], \
+            a[s0 + 7]
+
+    @njit(nogil=True, cache=False)
+    def dw_slots(xf, acc, base, gs, e0, e1, xo, wo, ms, s0, k, wb):
+        """acc[wb + wo[s]] += sum over entries e of gs[e] * xf[base[e] + xo[s]] for the
+        ``k`` <= 8 slots s0.. (16 lanes, ms[s] of them real), summed in registers.  The
+        offset arrays run 7 slots past the last (``_eight`` reads 8)."""
+        x0, x1, x2, x3, x4, x5, x6, x7 = _eight(xo, s0)
+        m0, m1, m2, m3, m4, m5, m6, m7 = _eight(ms, s0)
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = vsplat(0.0, 16)
+        for e in range(e0, e1):
+            g, p = vsplat(gs[e], 16), base[e]
+            a0 = vfma(g, vload_n(xf, p + x0, 16, m0), a0)
+            if k > 1:
+                a1 = vfma(g, vload_n(xf, p + x1, 16, m1), a1)
+            if k > 2:
+                a2 = vfma(g, vload_n(xf, p + x2, 16, m2), a2)
+            if k > 3:
+                a3 = vfma(g, vload_n(xf, p + x3, 16, m3), a3)
+            if k > 4:
+                a4 = vfma(g, vload_n(xf, p + x4, 16, m4), a4)
+            if k > 5:
+                a5 = vfma(g, vload_n(xf, p + x5, 16, m5), a5)
+            if k > 6:
+                a6 = vfma(g, vload_n(xf, p + x6, 16, m6), a6)
+            if k > 7:
+                a7 = vfma(g, vload_n(xf, p + x7, 16, m7), a7)
+        for s, a in ((0, a0), (1, a1), (2, a2), (3, a3), (4, a4), (5, a5), (6, a6), (7, a7)):
+            if s < k:
+                o, m = wb + wo[s0 + s], ms[s0 + s]
+                vstore_n(acc, o, vadd(vload_n(acc, o, 16, m), a), m)
+
+    @njit(nogil=True, cache=False)
+    def dx_slots(wt, dxf, base, gs, e0, e1, xo, wo, ms, s0, k, wb):
+        """dxf[base[e] + xo[s]] += gs[e] * wt[wb + wo[s]] for every entry e and the ``k``
+        <= 8 slots s0.. (their weights held in registers)."""
+        x0, x1, x2, x3, x4, x5, x6, x7 = _eight(xo, s0)
+        m0, m1, m2, m3, m4, m5, m6, m7 = _eight(ms, s0)
+        o0, o1, o2, o3, o4, o5, o6, o7 = _eight(wo, s0)
+        w0, w1 = vload_n(wt, wb + o0, 16, m0), vload_n(wt, wb + o1, 16, m1)
+        w2, w3 = vload_n(wt, wb + o2, 16, m2), vload_n(wt, wb + o3, 16, m3)
+        w4, w5 = vload_n(wt, wb + o4, 16, m4), vload_n(wt, wb + o5, 16, m5)
+        w6, w7 = vload_n(wt, wb + o6, 16, m6), vload_n(wt, wb + o7, 16, m7)
+        for e in range(e0, e1):
+            g, p = vsplat(gs[e], 16), base[e]
+            vstore_n(dxf, p + x0, vfma(g, w0, vload_n(dxf, p + x0, 16, m0)), m0)
+            if k > 1:
+                vstore_n(dxf, p + x1, vfma(g, w1, vload_n(dxf, p + x1, 16, m1)), m1)
+            if k > 2:
+                vstore_n(dxf, p + x2, vfma(g, w2, vload_n(dxf, p + x2, 16, m2)), m2)
+            if k > 3:
+                vstore_n(dxf, p + x3, vfma(g, w3, vload_n(dxf, p + x3, 16, m3)), m3)
+            if k > 4:
+                vstore_n(dxf, p + x4, vfma(g, w4, vload_n(dxf, p + x4, 16, m4)), m4)
+            if k > 5:
+                vstore_n(dxf, p + x5, vfma(g, w5, vload_n(dxf, p + x5, 16, m5)), m5)
+            if k > 6:
+                vstore_n(dxf, p + x6, vfma(g, w6, vload_n(dxf, p + x6, 16, m6)), m6)
+            if k > 7:
+                vstore_n(dxf, p + x7, vfma(g, w7, vload_n(dxf, p + x7, 16, m7)), m7)
+
     @njit(_signatures()[1], nogil=True, cache=False)
     def backward(xf, wt, gf, yf, af, dxf, acc, geo, n0, n1, relu, pooled, want_dx, want_dw,
                  base, gs, cnt):
         """acc[:F*KH*KW*C] += dW (as (F, KH, KW, C)), acc[F*KH*KW*C:] += db, and dx_pad of
         images n0..n1 += their part, from y's gradient ``gf``.  Per image, the windows
         that pass are first listed per channel (``base``: the argmax pixel's first
-        input, ``gs``: its gradient; ``cnt`` entries each); then each row of dW is
-        summed over its channel's list in registers, and dx gets each entry's rows."""
+        input, ``gs``: its gradient; ``cnt`` entries each); then per channel, a patch's
+        runs are cut into 16-lane slots, and 8 slots at a time are summed over the list
+        in registers (dW) or added to each entry's patch with their weights held in
+        registers (dx)."""
         hp, wp, c, f = geo[0], geo[1], geo[2], geo[5]
         kh, kw, sh, sw, dh, dw = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
         ph, pw, qh, qw = geo[13], geo[14], geo[15], geo[16]
@@ -228,57 +302,47 @@ def _build_backward():
         row_len = kw * c
         dbo = f * kh * row_len
         per = qh * qw                                        # list length per channel
+        nv = (run + 15) // 16
+        slots = kh * runs * nv
+        xo = np.zeros(slots + 7, np.int64)                   # a slot's input offset,
+        wo = np.zeros(slots + 7, np.int64)                   # its offset in a dW row,
+        ms = np.zeros(slots + 7, np.int64)                   # its real lanes (7 more
+        #                                                      slots after: no lanes)
+        s = 0
+        for i in range(kh):
+            for sg in range(runs):
+                for v in range(0, run, 16):
+                    xo[s] = (i * dh * wp + sg * dw) * c + v
+                    wo[s] = i * row_len + sg * c + v
+                    ms[s] = min(16, run - v)
+                    s += 1
+        keep_all = 0 if relu else 1
         for n in range(n0, n1):
-            cnt[:] = 0
-            for qr in range(qh):
-                for qc in range(qw):
-                    o = ((n * qh + qr) * qw + qc) * f
-                    first = ((n * hp + qr * ph * sh) * wp + qc * pw * sw) * c
-                    for ch in range(f):
-                        e = ch * per + cnt[ch]
-                        base[e] = first + (int(af[o + ch]) if pooled else 0)
-                        gs[e] = gf[o + ch]
+            for ch in range(f):
+                e = ch * per
+                for qr in range(qh):
+                    first = ((n * hp + qr * ph * sh) * wp) * c
+                    for qc in range(qw):
+                        o = ((n * qh + qr) * qw + qc) * f + ch
+                        base[e] = first + qc * pw * sw * c + (int(af[o]) if pooled else 0)
+                        gs[e] = gf[o]
                         # closed ReLUs (y == 0; NaN passes) are overwritten by the next
-                        cnt[ch] += 1 if not relu or yf[o + ch] != 0.0 else 0
+                        # (no branch: half the windows are closed, in no order)
+                        e += max(int(yf[o] != 0.0), keep_all)
+                cnt[ch] = e - ch * per
             for ch in range(f):
                 e0, e1 = ch * per, ch * per + cnt[ch]
-                s = np.float32(0.0)
+                t = np.float32(0.0)
                 for e in range(e0, e1):
-                    s += gs[e]
-                acc[dbo + ch] += s
-                for i in range(kh):
-                    xi = i * dh * wp * c
-                    wrow = (ch * kh + i) * row_len
-                    for sg in range(runs):
-                        xo, wo = xi + sg * dw * c, wrow + sg * c
-                        for v in range(0, run, 16):
-                            m = min(16, run - v)
-                            if want_dw:             # four sums: FMA latency hidden
-                                d0 = vload_n(acc, wo + v, 16, m)
-                                d1 = d2 = d3 = vsplat(0.0, 16)
-                                e = e0
-                                while e + 4 <= e1:
-                                    p = xo + v
-                                    d0 = vfma(vsplat(gs[e], 16),
-                                              vload_n(xf, base[e] + p, 16, m), d0)
-                                    d1 = vfma(vsplat(gs[e + 1], 16),
-                                              vload_n(xf, base[e + 1] + p, 16, m), d1)
-                                    d2 = vfma(vsplat(gs[e + 2], 16),
-                                              vload_n(xf, base[e + 2] + p, 16, m), d2)
-                                    d3 = vfma(vsplat(gs[e + 3], 16),
-                                              vload_n(xf, base[e + 3] + p, 16, m), d3)
-                                    e += 4
-                                while e < e1:
-                                    d0 = vfma(vsplat(gs[e], 16),
-                                              vload_n(xf, base[e] + xo + v, 16, m), d0)
-                                    e += 1
-                                vstore_n(acc, wo + v, vadd(vadd(d0, d1), vadd(d2, d3)), m)
-                            if want_dx:
-                                wv = vload_n(wt, wo + v, 16, m)
-                                for e in range(e0, e1):
-                                    p = base[e] + xo + v
-                                    vstore_n(dxf, p, vfma(vsplat(gs[e], 16), wv,
-                                                          vload_n(dxf, p, 16, m)), m)
+                    t += gs[e]
+                acc[dbo + ch] += t
+                wb = ch * kh * row_len
+                for s0 in range(0, slots, 8):
+                    k = min(8, slots - s0)
+                    if want_dw:
+                        dw_slots(xf, acc, base, gs, e0, e1, xo, wo, ms, s0, k, wb)
+                    if want_dx:
+                        dx_slots(wt, dxf, base, gs, e0, e1, xo, wo, ms, s0, k, wb)
     return backward
 
 

@@ -94,7 +94,15 @@ POOLED = [  # x shape, w shape, stride, pads, dilation, pool: crops, F chunks 16
 ]
 
 
-@pytest.mark.parametrize("cfg", POOLED, ids=["crops", "stride-dilation-F20", "F6", "lenet2"])
+# The backward sums 8 slots (16-lane pieces of a kernel row) at a time: KH rows of one
+# slot each give every group size, 1-8, and a 9th slot starts a second group.
+SLOTS = [((2, 13, 9, 2), (kh, 3, 2, 5), (1, 1), ((1, 1), (0, 1)), (1, 1), (2, 2))
+         for kh in (1, 5, 6, 7, 9)]
+
+
+@pytest.mark.parametrize("cfg", POOLED + SLOTS,
+                         ids=["crops", "stride-dilation-F20", "F6", "lenet2",
+                              *(f"slots{c[1][0]}" for c in SLOTS)])
 def test_pooled_equals_im2col_conv_relu_and_pool_in_turn(cfg):
     xs, ws, stride, pads, dil, pk = cfg
     x, w, b, rng = data(xs, ws, 1)
