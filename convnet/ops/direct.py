@@ -154,7 +154,7 @@ def _build_helpers():
 def _build(lanes, fixed):
     from numba import njit
 
-    from .simd import vadd, vbcast, vfma, vkeep, vload, vrelu, vsplat, vstore
+    from .simd import empty64, vadd, vbcast, vfma, vkeep, vload, vrelu, vsplat, vstore
 
     fill, scratch = _helpers()
 
@@ -233,7 +233,7 @@ def _build(lanes, fixed):
                 for ch in range(c):
                     toff[t] = (i * dh * wp + j * dw) * c + ch
                     t += 1
-        gbuf = np.empty(G_BLOCK * lanes, np.float32)
+        gbuf = empty64(G_BLOCK * lanes)
         base = np.empty(G_BLOCK, np.int64)
         db = vsplat(0.0, lanes)
         y, q = 0, 0                                     # the pixel's row and column

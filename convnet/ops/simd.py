@@ -31,6 +31,13 @@ instruction:
     vpick(u, v, a, b)      a where u > v or u is NaN, else b: one step of a max pool's
                            scan (torch's rule: a NaN wins, the first of equal maxima stays)
 
+and one allocation:
+
+    empty64(n)             an uninitialised float32 array of n values starting on a 64-byte
+                           boundary (numba's np.empty starts them 32 bytes off one: every
+                           64-byte vector load or store of such an array splits across two
+                           cache lines -- the first layers' weight gradient ran 15 % slower)
+
 ``lanes`` must be a compile-time constant (a literal or a global of the kernel).  The
 loads and stores do not check bounds: the kernels index inside arrays they sized.
 """
@@ -39,8 +46,9 @@ from __future__ import annotations
 
 import platform
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core.datamodel import models
 from numba.core.errors import TypingError
@@ -312,3 +320,10 @@ def vpick(typingctx, u, v, a, b):
                           builder.fcmp_unordered("uno", args[0], args[0]))
         return builder.select(new, args[2], args[3])
     return vec(u, v, a, b), codegen
+
+
+@njit(nogil=True, cache=False)
+def empty64(n):
+    raw = np.empty(n + 16, np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    return raw[start:start + n]

@@ -7,12 +7,16 @@
     weight gradient (a first layer: no dX), the same transforms transposed,
         dW[i, :, c, f] = G^T sum_{n, r, t} V[r s_h + i d_h, c, :, t] * Z[n, r, t, :, f],
         Z[.., t, :, f] = A dy,  dy = dout[n, r, 4t:4t+4, f] (0 past OW)
-        summed in registers for 6 (i, c) pairs x 64 lanes (then 3 pairs, then 1) over
+        summed in registers, 6 sums x 64 lanes at a time -- 6 (i, c) pairs of a point,
+        then 3 pairs x 2 points, then 1 pair x 6 points (C = 3: 3 + 3 rounds of 6,
+        where 6 of one pair, then 3 and 1 had rounds of 12 and 4 FMAs per tile) -- over
         TILE_BLOCK tiles, whose Z sits in L1; G^T is applied once, to the sum.
 
-The arrays the kernels load whole vectors from (U, the output) are 64-byte aligned: with
-NumPy's 16-byte alignment every other vector load split across two cache lines, which
-cost the forward kernel about a fifth of its speed (benchmarks/RESULTS.md).
+The arrays the kernels load whole vectors from (U, the output, the scratch) are 64-byte
+aligned: with NumPy's 16-byte alignment every other vector load split across two cache
+lines, which cost the forward kernel about a fifth of its speed, and numba's np.empty
+starts 32 bytes off (``simd.empty64``): every Z load split, the weight gradient ran
+15 % slower on one core (benchmarks/RESULTS.md).
 
 Each kernel width (32 or 16 lanes forward; 64, 32 or 16 for the gradient) is a kernel of
 its own; a build holds the widths one F needs.  The serial drivers (``forward``,
@@ -56,7 +60,7 @@ def build_helpers():
     function)."""
     from numba import njit, prange
 
-    from .simd import vadd, vfma, vload, vsplat, vstore_n, vsub
+    from .simd import empty64, vadd, vfma, vload, vsplat, vstore_n, vsub
 
     sigs = signatures()
 
@@ -147,9 +151,7 @@ def build_helpers():
         """U (64-byte aligned), then the driver ``forward`` on blocks[i] = (n0, n1, r0, r1)
         in one parallel launch."""
         size = geo[6] * geo[2] * 6 * geo[5]
-        raw = np.empty(size + 16, np.float32)
-        start = (-raw.ctypes.data % 64) // 4
-        uf = raw[start:start + size]
+        uf = empty64(size)
         weights(wf, g, uf, geo[6], geo[2], geo[5])
         for i in prange(blocks.shape[0]):
             forward(xf, uf, b, of, relu, geo, blocks[i, 0], blocks[i, 1], blocks[i, 2],
@@ -179,7 +181,19 @@ def build_forward(transform, r32, r16):
     the other stands in for it."""
     from numba import njit
 
-    from .simd import store_fence, vadd, vbcast, vfma, vload, vrelu, vsplat, vstore, vstream, vsub
+    from .simd import (
+        empty64,
+        store_fence,
+        vadd,
+        vbcast,
+        vfma,
+        vload,
+        vrelu,
+        vsplat,
+        vstore,
+        vstream,
+        vsub,
+    )
 
     sigs = signatures()
 
@@ -267,9 +281,8 @@ def build_forward(transform, r32, r16):
     def forward(xf, uf, b, of, relu, geo, n0, n1, r0, r1, band):
         """Output rows r0..r1 of images n0..n1, every channel, a band of rows at a time."""
         f, nt = geo[5], geo[11]
-        vs = np.empty(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * 6 * geo[2] * (nt + 1),
-                      np.float32)
-        pb = np.empty(4 * geo[2] * (nt + 1) + 16, np.float32)
+        vs = empty64(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * 6 * geo[2] * (nt + 1))
+        pb = empty64(4 * geo[2] * (nt + 1) + 16)
         for n in range(n0, n1):
             for ra in range(r0, r1, band):
                 rb = min(ra + band, r1)
@@ -292,7 +305,7 @@ def build_grad(transform, g64, g32, g16):
     stands in for it)."""
     from numba import njit
 
-    from .simd import vadd, vbcast, vfma, vkeep, vload, vsplat, vstore, vsub
+    from .simd import empty64, vadd, vbcast, vfma, vkeep, vload, vsplat, vstore, vsub
 
     sigs = signatures()
 
@@ -361,27 +374,46 @@ def build_grad(transform, g64, g32, g16):
                                 o = ((p + j) * 6 + k) * f + f0
                                 vstore(acc, o, vadd(vload(acc, o, lanes), a))
                             p += 6
-                        if p + 3 <= pairs:                  # 3 of the last 5 (C = 3, 1)
-                            a0, a1, a2 = zero, zero, zero
-                            o0, o1, o2 = vk + poff[p], vk + poff[p + 1], vk + poff[p + 2]
+                    p = pairs - pairs % 6                   # the last 1-5 pairs:
+                    if pairs - p >= 3:                      # 3 pairs x 2 points (C = 3, 1)
+                        o0, o1, o2 = vr + poff[p], vr + poff[p + 1], vr + poff[p + 2]
+                        for k in range(0, 6, 2):
+                            a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
                             for t in range(tb, te):
-                                zz = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
-                                a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
-                                a1 = vfma(vbcast(vs, o1 + t, lanes), zz, a1)
-                                a2 = vfma(vbcast(vs, o2 + t, lanes), zz, a2)
-                            for j, a in ((0, a0), (1, a1), (2, a2)):
-                                o = ((p + j) * 6 + k) * f + f0
+                                z0 = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
+                                z1 = vload(zb, ((k + 1) * TILE_BLOCK + t - tb) * lanes, lanes)
+                                q0 = k * ks + t
+                                q1 = q0 + ks
+                                a0 = vfma(vbcast(vs, o0 + q0, lanes), z0, a0)
+                                a1 = vfma(vbcast(vs, o1 + q0, lanes), z0, a1)
+                                a2 = vfma(vbcast(vs, o2 + q0, lanes), z0, a2)
+                                a3 = vfma(vbcast(vs, o0 + q1, lanes), z1, a3)
+                                a4 = vfma(vbcast(vs, o1 + q1, lanes), z1, a4)
+                                a5 = vfma(vbcast(vs, o2 + q1, lanes), z1, a5)
+                            for j, kk, a in ((0, k, a0), (1, k, a1), (2, k, a2), (0, k + 1, a3),
+                                             (1, k + 1, a4), (2, k + 1, a5)):
+                                o = ((p + j) * 6 + kk) * f + f0
                                 vstore(acc, o, vadd(vload(acc, o, lanes), a))
-                            p += 3
-                        while p < pairs:
-                            a0 = zero
-                            o0 = vk + poff[p]
-                            for t in range(tb, te):
-                                zz = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
-                                a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
-                            o = (p * 6 + k) * f + f0
-                            vstore(acc, o, vadd(vload(acc, o, lanes), a0))
-                            p += 1
+                        p += 3
+                    for p in range(p, pairs):                # 1 pair x 6 points
+                        o0 = vr + poff[p]
+                        a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+                        for t in range(tb, te):
+                            z, zs = (t - tb) * lanes, TILE_BLOCK * lanes
+                            a0 = vfma(vbcast(vs, o0 + t, lanes), vload(zb, z, lanes), a0)
+                            a1 = vfma(vbcast(vs, o0 + ks + t, lanes), vload(zb, z + zs, lanes),
+                                      a1)
+                            a2 = vfma(vbcast(vs, o0 + 2 * ks + t, lanes),
+                                      vload(zb, z + 2 * zs, lanes), a2)
+                            a3 = vfma(vbcast(vs, o0 + 3 * ks + t, lanes),
+                                      vload(zb, z + 3 * zs, lanes), a3)
+                            a4 = vfma(vbcast(vs, o0 + 4 * ks + t, lanes),
+                                      vload(zb, z + 4 * zs, lanes), a4)
+                            a5 = vfma(vbcast(vs, o0 + 5 * ks + t, lanes),
+                                      vload(zb, z + 5 * zs, lanes), a5)
+                        for kk, a in ((0, a0), (1, a1), (2, a2), (3, a3), (4, a4), (5, a5)):
+                            o = (p * 6 + kk) * f + f0
+                            vstore(acc, o, vadd(vload(acc, o, lanes), a))
                 vstore(acc, odb, vadd(vload(acc, odb, lanes), db))
         return grads
 
@@ -394,9 +426,9 @@ def build_grad(transform, g64, g32, g16):
     def weight_grad(xf, df, kf, acc, geo, n0, n1, r0, r1, relu, band):
         """The weight-gradient sums of output rows r0..r1 of images n0..n1 added to acc."""
         c, f, kh, dh, nt = geo[2], geo[5], geo[6], geo[8], geo[11]
-        vs = np.empty(((band - 1) * geo[7] + (kh - 1) * dh + 1) * 6 * c * (nt + 1), np.float32)
-        pb = np.empty(4 * c * (nt + 1) + 16, np.float32)
-        zb = np.empty(TILE_BLOCK * 6 * 64, np.float32)
+        vs = empty64(((band - 1) * geo[7] + (kh - 1) * dh + 1) * 6 * c * (nt + 1))
+        pb = empty64(4 * c * (nt + 1) + 16)
+        zb = empty64(TILE_BLOCK * 6 * 64)
         poff = np.empty(kh * c, np.int64)
         for i in range(kh):
             for ch in range(c):

@@ -190,3 +190,24 @@ def test_forward_rejects_what_it_cannot_run(w_shape, stride, dilation, width, dt
                                      1, dtype)
     with pytest.raises(ValueError, match=what):
         winograd_rows.forward(x, w, None, stride, ((1, 1), (1, 1)), dilation)
+
+
+def test_kernel_scratch_starts_on_a_64_byte_boundary():
+    """simd.empty64: numba's own np.empty starts 32 bytes off a line, which splits every
+    64-byte vector load of the kernels' scratch."""
+    from numba import njit
+
+    from convnet.ops.simd import empty64
+
+    @njit
+    def offsets(sizes):
+        out = np.empty((sizes.size, 2), np.int64)
+        for i in range(sizes.size):
+            a = empty64(sizes[i])
+            out[i, 0], out[i, 1] = a.ctypes.data % 64, a.size
+        return out
+
+    sizes = np.array([1, 15, 16, 17, 3072, 100003], np.int64)
+    got = offsets(sizes)
+    np.testing.assert_array_equal(got[:, 0], 0)
+    np.testing.assert_array_equal(got[:, 1], sizes)
