@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import jit
-from .im2col import scratch
+from .im2col import aligned_empty, scratch
 from .threads import bands, num_threads, run_blocks
 
 K_BLOCK = 24  # weight_grad: rows of every point's product kept at once (T x 24 x lanes)
@@ -75,7 +75,7 @@ def pack(b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     laid out [k][lanes] (into ``out``, T*K*N values, when given)."""
     t, k, n = b.shape
     if out is None:
-        out = np.empty(t * k * n, b.dtype)
+        out = aligned_empty(t * k * n, b.dtype)
     view = out.reshape(t, k * n)
     for n0, lanes in chunks(n):
         np.copyto(view[:, k * n0:k * (n0 + lanes)].reshape(t, k, lanes),
@@ -247,7 +247,7 @@ def weight_grad_tasks(a: np.ndarray, b: np.ndarray, gt: np.ndarray, out: np.ndar
     parts = chunks(n)
 
     def task(s):
-        buf = np.empty(t * kblock * 64, np.float32)
+        buf = aligned_empty(t * kblock * 64)
         first, end = parts[s.start][0], parts[s.stop - 1][0] + parts[s.stop - 1][1]
         for lo, hi, lanes in runs:
             lo, hi = max(lo, first), min(hi, end)

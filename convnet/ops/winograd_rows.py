@@ -29,13 +29,13 @@ enabled.  ``ops.algo`` chooses it where the direct kernel's thin path would run.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
 from . import jit
 from . import winograd_rows_kernels as kernels
 from .direct import _row_blocks  # (n0, n1, r0, r1): whole images, or bands of rows
+from .im2col import aligned_empty  # noqa: F401  (64-byte aligned: the kernels need it)
 from .shape import conv_output_shape
 from .threads import num_threads, run_blocks, run_reduce
 from .winograd_transforms import _MATRICES
@@ -66,16 +66,6 @@ def weight_grad_pays(w_shape) -> bool:
     """Whether the weight gradient's per-thread accumulator is at most DW_ACC_BYTES."""
     kh, _, c, f = w_shape
     return (kh * c * 6 + 1) * f * 4 <= DW_ACC_BYTES
-
-
-def aligned_empty(shape, align: int = 64) -> np.ndarray:
-    """An uninitialised float32 array whose data starts on an ``align``-byte boundary: the
-    kernels' whole-vector loads and non-temporal stores need it (see
-    ``ops.winograd_rows_kernels``)."""
-    size = shape if isinstance(shape, int) else math.prod(shape)
-    buf = np.empty(size + align // 4, np.float32)
-    start = (-buf.ctypes.data % align) // 4
-    return buf[start:start + size].reshape(shape)
 
 
 def _kernels(f: int, part: str):
