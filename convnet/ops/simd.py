@@ -16,6 +16,9 @@ instruction:
                            store faults; ``store_fence()`` after the last)
     store_fence()          the non-temporal stores before it land before any later store
                            (sfence on x86, a full fence elsewhere)
+    prefetch(a, i)         a hint: start bringing a[i]'s cache line into L2 (prefetcht1 on
+                           x86); it never faults, so any i will do.  Spread them out: a
+                           burst of them waits on the same few line-fill buffers as loads
     vload_n(a, i, lanes, n)  a[i:i + n] in the first n lanes, 0 in the others (0 <= n <=
                            lanes, any run-time value; lanes from n on are not read)
     vstore_n(a, i, v, n)   a[i:i + n] = the first n lanes of v (nothing else written)
@@ -138,6 +141,22 @@ def vstore(typingctx, arr, idx, v):
 @intrinsic
 def vstream(typingctx, arr, idx, v):
     return types.void(arr, idx, v), _vector_store("vstream", arr, v, True)
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        ptr = builder.bitcast(_address(context, builder, sig.args[0], args[0], args[1], _F32),
+                              i8p)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])      # a read, locality L2, data
+        return context.get_dummy_value()
+    return types.void(arr, idx), codegen
 
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
