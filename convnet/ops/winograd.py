@@ -37,7 +37,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from . import points, transforms2
 from .activation import relu_backward, relu_mask
-from .im2col import bias_grad, scratch
+from .im2col import aligned_empty, bias_grad, scratch
 from .jit import kernels as _jit_kernels
 from .threads import bands, matmul, num_threads, run_blocks, run_reduce
 from .winograd_transforms import kron_matrices, weight_transform
@@ -390,7 +390,7 @@ def winograd_backward(dout, cache, need=(True, True, True), relu_out=None):
     if regs:             # one block; ops.points' kernels cut its GEMMs among the threads
         kgt = np.ascontiguousarray(kg.T)
         if need[1]:
-            dw = np.empty((3, 3, c, f), dtype)
+            dw = aligned_empty((3, 3, c, f), dtype)   # whole vectors, maybe non-temporal
         block(blks[0], None)
         du = None
     elif not need[1]:    # dx only: no dU lanes to clear (a*a x C x F each)

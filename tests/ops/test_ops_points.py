@@ -14,6 +14,7 @@ from test_ops_conv_algos import naive
 from convnet.ops import algo, jit, points, winograd, winograd_transforms
 from convnet.ops import threads as ops_threads
 from convnet.ops.conv import algorithm_of, conv2d_backward, conv2d_forward
+from convnet.ops.im2col import aligned_empty
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="numba is not installed")
 
@@ -50,14 +51,21 @@ def test_matmul_packed_matches_numpy(shape, threads):
     close(out, np.matmul(a.astype(np.float64), b.astype(np.float64)))
 
 
+@pytest.mark.parametrize("store", ["cached", "streamed", "unaligned"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_weight_grad_folds_the_points_into_nine_taps(shape, threads, monkeypatch):
+def test_weight_grad_folds_the_points_into_nine_taps(shape, store, threads, monkeypatch):
+    """dW's stores: cached, non-temporal (a large dW, 64-byte aligned), and cached again
+    where the output is not aligned (a non-temporal store there would fault)."""
     monkeypatch.setattr(points, "K_BLOCK", 32)        # several row blocks, a short last one
+    if store != "cached":
+        monkeypatch.setattr(points, "STREAM_BYTES", 0)
     t, p, k, n = shape
     a, _, g = data(shape, 3)
     gt = np.random.default_rng(4).standard_normal((9, t)).astype(np.float32)
     gt[np.random.default_rng(5).random((9, t)) < 0.4] = 0       # zeros are skipped
-    out = np.full((9, k, n), np.nan, np.float32)
+    size = 9 * k * n
+    out = aligned_empty(size + 1)[int(store == "unaligned"):][:size].reshape(9, k, n)
+    out[...] = np.nan
     points.weight_grad(a, g, gt, out)
     du = np.matmul(a.transpose(0, 2, 1).astype(np.float64), g.astype(np.float64))
     close(out, np.tensordot(gt.astype(np.float64), du, axes=1))
