@@ -25,6 +25,8 @@ instruction:
     vsplat(s, lanes)       s in every lane
     vbcast(a, i, lanes)    a[i] in every lane (one broadcast load; like vload, no
                            bounds check and no wraparound of a negative i)
+    vgather(a, i, step, lanes)  a[i], a[i + step], ..., a[i + (lanes - 1) step] (one
+                           gather: a strided column, e.g. one channel of NHWC pixels)
     vfma(a, b, c)          a * b + c, fused (one rounding)
     vadd(a, b)             a + b
     vsub(a, b)             a - b
@@ -249,6 +251,33 @@ def vbcast(typingctx, arr, idx, lanes):
         x = builder.load(builder.gep(data, [args[1]]), align=4)
         return _splat(builder, x, vec.lanes)
     return vec(arr, idx, lanes), codegen
+
+
+@intrinsic
+def vgather(typingctx, arr, idx, step, lanes):
+    vec = _array_vec(arr, lanes)
+    if vec is None:
+        return None
+    if not isinstance(step, types.Integer):
+        raise TypingError(f"simd: vgather's step must be an integer, got {step}")
+
+    def codegen(context, builder, sig, args):
+        n, i64 = vec.lanes, ir.IntType(64)
+        vt = ir.VectorType(_F32, n)
+        first = _address(context, builder, sig.args[0], args[0], args[1], _F32)
+        step = builder.sext(args[2], i64) if args[2].type.width < 64 else args[2]
+        offs = builder.mul(_splat_int(builder, builder.mul(step, i64(4)), n),
+                           ir.Constant(ir.VectorType(i64, n), list(range(n))))
+        addrs = builder.add(_splat_int(builder, builder.ptrtoint(first, i64), n), offs)
+        ptrs = builder.inttoptr(addrs, ir.VectorType(_F32.as_pointer(), n))
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vt, [ptrs.type, ir.IntType(32),
+                                                 ir.VectorType(ir.IntType(1), n), vt]),
+            f"llvm.masked.gather.v{n}f32.v{n}p0")
+        return builder.call(fn, [ptrs, ir.IntType(32)(4),
+                                 ir.Constant(ir.VectorType(ir.IntType(1), n), [1] * n),
+                                 ir.Constant(vt, [0.0] * n)])
+    return vec(arr, idx, step, lanes), codegen
 
 
 def _splat(builder, x, n):

@@ -29,8 +29,11 @@ CONFIGS = [
     ((1, 11, 7, 2), (2, 3, 2, 48), (2, 1), ((0, 2), (3, 0)), (2, 1)),   # stride, dilation
     ((2, 6, 5, 4), (1, 3, 4, 32), (3, 1), ((4, 3), (0, 2)), (1, 1)),    # pads > the kernel
     ((1, 7, 9, 5), (3, 3, 5, 16), (1, 1), ((0, 0), (0, 0)), (1, 1)),    # no padding
+    ((1, 4, 70, 3), (3, 3, 3, 16), (1, 1), ((1, 1), (1, 1)), (1, 1)),   # 16-column gathers
+    ((1, 3, 38, 2), (2, 3, 2, 16), (1, 1), ((0, 1), (2, 0)), (1, 1)),   # 8-column gathers
 ]
-IDS = ["odd-tiles", "whole-tiles", "chunks", "strided-dilated", "wide-pads", "valid"]
+IDS = ["odd-tiles", "whole-tiles", "chunks", "strided-dilated", "wide-pads", "valid",
+       "gather16", "gather8"]
 
 
 def _bands(cfg):
@@ -211,3 +214,22 @@ def test_kernel_scratch_starts_on_a_64_byte_boundary():
     got = offsets(sizes)
     np.testing.assert_array_equal(got[:, 0], 0)
     np.testing.assert_array_equal(got[:, 1], sizes)
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+@pytest.mark.parametrize("step", [1, 3, 12, 7])
+def test_gather_reads_every_step_th_value(lanes, step):
+    """simd.vgather, the input transform's split of a row by column mod 4."""
+    from numba import njit
+
+    from convnet.ops.simd import vgather, vstore
+
+    @njit
+    def gather(a, i, step, out):
+        vstore(out, 0, vgather(a, i, step, lanes))
+
+    a = np.arange(200, dtype=np.float32) * np.float32(0.5) - 7
+    out = np.full(lanes, np.nan, np.float32)
+    for i in (0, 5):
+        gather(a, i, step, out)
+        np.testing.assert_array_equal(out, a[i:i + lanes * step:step])
