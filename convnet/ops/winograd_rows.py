@@ -35,7 +35,7 @@ import numpy as np
 from . import jit
 from . import winograd_rows_kernels as kernels
 from .direct import _row_blocks  # (n0, n1, r0, r1): whole images, or bands of rows
-from .im2col import aligned_empty  # noqa: F401  (64-byte aligned: the kernels need it)
+from .im2col import aligned_empty  # 64-byte aligned: the kernels need it
 from .shape import conv_output_shape
 from .threads import num_threads, run_blocks, run_reduce
 from .winograd_transforms import _MATRICES

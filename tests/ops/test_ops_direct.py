@@ -30,6 +30,7 @@ def loops(x, w, b, stride, pads, dil, relu):
 def test_vector_ops_match_numpy_lane_by_lane(lanes):
     from numba import njit
 
+    from convnet.ops.im2col import aligned_empty
     from convnet.ops.simd import (
         store_fence,
         vadd,
@@ -42,7 +43,6 @@ def test_vector_ops_match_numpy_lane_by_lane(lanes):
         vstream,
         vsub,
     )
-    from convnet.ops.winograd_rows import aligned_empty
 
     @njit
     def streamed(a, out):
