@@ -19,7 +19,8 @@ that read it, in a per-thread scratch a band of rows at a time (zeros outside th
 no padded copy); U is (KH, C, 6, F), made once per call and laid out by chunk
 of output channels.
 
-The kernels, their drivers and launchers are in ``ops.winograd_rows_kernels``.
+The kernels, their drivers and launchers are in ``ops.winograd_rows_kernels`` (the
+forward's and the shared pieces) and ``ops.winograd_rows_grad`` (the weight gradient).
 
 ``applies``: float32, groups 1, F a multiple of 16, a 3-wide kernel at width stride and
 dilation 1, an output at least 5 wide (two tiles), numba installed and ``ops.jit``
@@ -33,6 +34,7 @@ import functools
 import numpy as np
 
 from . import jit
+from . import winograd_rows_grad as grad_kernels
 from . import winograd_rows_kernels as kernels
 from .direct import _row_blocks  # (n0, n1, r0, r1): whole images, or bands of rows
 from .im2col import aligned_empty  # 64-byte aligned: the kernels need it
@@ -77,7 +79,7 @@ def _kernels(f: int, part: str):
                                                                  f % 32 == 16)
 
     def build():
-        make = kernels.build_forward if part == "forward" else kernels.build_grad
+        make = kernels.build_forward if part == "forward" else grad_kernels.build_grad
         kernel = make(_helpers().transform, *need)
         return kernel, jit.first_class(kernel, getattr(kernels.signatures(), part))
     return jit.built(_built, (part, need), build)
