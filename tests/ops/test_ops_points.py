@@ -90,6 +90,20 @@ def test_one_to_three_threads_give_the_same_bits():
             assert np.array_equal(x, y)
 
 
+@pytest.mark.parametrize("shape", [(16, 112, 48), (3, 16, 5), (36, 64, 64)])
+def test_pack_of_a_transposed_u_matches_the_strided_copy(shape, threads, monkeypatch):
+    """The dx pass's U^T: the compiled gathers give the strided copy's panels exactly."""
+    u = np.random.default_rng(8).standard_normal(shape).astype(np.float32)
+    monkeypatch.setattr(points, "PACK_T_SIZE", 1 << 40)
+    want = points.pack(u.transpose(0, 2, 1))
+    monkeypatch.setattr(points, "PACK_T_SIZE", 1)
+    got = points.pack(u.transpose(0, 2, 1))
+    np.testing.assert_array_equal(got, want)
+    t, n, k = shape                             # spot check: u[t, n0 + l, k] per chunk
+    n0, lanes = points.chunks(n)[-1]
+    assert got[(t - 1) * k * n + k * n0 + (k - 1) * lanes + lanes - 1] == u[-1, -1, -1]
+
+
 def test_pack_lays_each_chunk_out_row_by_row():
     b = np.arange(2 * 3 * 112, dtype=np.float32).reshape(2, 3, 112)
     flat = points.pack(b)
