@@ -1,5 +1,5 @@
-"""Winograd F(2x2,3x3)'s tile transforms, compiled (numba): ``ops.jit``'s F(4x4) kernels'
-counterparts, with the same signatures (``pool_tiles`` is None: F(2x2)'s fused pool takes
+"""Winograd F(2x2,3x3)'s tile transforms, compiled (numba): ``ops.transforms4``'s F(4x4)
+kernels' counterparts, with the same signatures (``pool_tiles`` is None: F(2x2)'s fused pool takes
 the NumPy window scan after ``output_tiles``).
 
 The 1-D matrices (Lavin & Gray; ``winograd_transforms._MATRICES[2]``) are all 0 and +-1,

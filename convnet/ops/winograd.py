@@ -140,8 +140,9 @@ def _input_tiles(x, bi, bt, tw, m, pt, pl, kb, dtype):
 
 
 def _kernels(m, dtype):
-    """The compiled tile transforms for F(m x m) in float32/64 (``ops.jit``'s for F(4x4),
-    ``ops.transforms2``' for F(2x2)), else None (NumPy path)."""
+    """The compiled tile transforms for F(m x m) in float32/64 (``ops.transforms4``' for
+    F(4x4), through ``ops.jit.kernels()``; ``ops.transforms2``' for F(2x2)), else None
+    (the NumPy path)."""
     if np.dtype(dtype) not in (np.float32, np.float64):
         return None
     return _jit_kernels() if m == 4 else transforms2.kernels()
