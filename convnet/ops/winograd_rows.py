@@ -80,7 +80,7 @@ def _kernels(f: int, part: str):
 
     def build():
         make = kernels.build_forward if part == "forward" else grad_kernels.build_grad
-        kernel = make(_helpers().transform, *need)
+        kernel = make(_helpers(), *need)
         return kernel, jit.first_class(kernel, getattr(kernels.signatures(), part))
     return jit.built(_built, (part, need), build)
 

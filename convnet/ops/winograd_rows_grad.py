@@ -23,11 +23,13 @@ TILE_BLOCK = 8      # tiles whose Z (8 x 6 x 64 lanes: 12 KB) stays in L1 beside
 #                     transformed rows (12, 16, 32 and a whole row: level or slower)
 
 
-def build_grad(transform, g64, g32, g16):
-    """The weight gradient's serial driver (over ``build_helpers``' ``transform``), for
-    64-, 32- and 16-lane chunks (a width that is not needed is never called: another
-    stands in for it)."""
+def build_grad(helpers, g64, g32, g16):
+    """The weight gradient's serial driver (over ``build_helpers``' ``transform`` and its
+    scratch), for 64-, 32- and 16-lane chunks (a width that is not needed is never
+    called: another stands in for it)."""
     from numba import njit
+
+    transform, transform_scratch = helpers.transform, helpers.transform_scratch
 
     from .simd import empty64, prefetch, vadd, vbcast, vfma, vkeep, vload, vsplat, vstore, vsub
 
@@ -167,8 +169,7 @@ def build_grad(transform, g64, g32, g16):
     def weight_grad(xf, df, kf, acc, geo, n0, n1, r0, r1, relu, band):
         """The weight-gradient sums of output rows r0..r1 of images n0..n1 added to acc."""
         c, f, kh, dh, nt = geo[2], geo[5], geo[6], geo[8], geo[11]
-        vs = empty64(((band - 1) * geo[7] + (kh - 1) * dh + 1) * 6 * c * (nt + 1))
-        pb = empty64(4 * c * (nt + 1) + 16)
+        vs, pb = transform_scratch(geo, band)
         zb = empty64(TILE_BLOCK * 6 * 64)
         poff = np.empty(kh * c, np.int64)
         for i in range(kh):

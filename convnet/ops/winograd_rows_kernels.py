@@ -108,6 +108,14 @@ def build_helpers():
                 vstore_n(vs, o + 4 * cm + u, vfma(e31, minus2, e42), cnt)
                 vstore_n(vs, o + 5 * cm + u, vfma(d1, four, vfma(d3, minus5, d5)), cnt)
 
+    @njit(nogil=True, cache=False)
+    def transform_scratch(geo, band):
+        """(vs, pb) for ``transform`` on a band of ``band`` output rows: the band's
+        transformed padded rows, and one padded row split by column mod 4."""
+        c, nt = geo[2], geo[11]
+        rows = (band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1
+        return empty64(rows * 6 * c * (nt + 1)), empty64(4 * c * (nt + 1) + 16)
+
     @njit(sigs.weights, nogil=True, cache=False)
     def weights(wf, g, uf, kh, c, f):
         """U[i, c, k, f] = sum_j G[k, j] w[i, j, c, f] in float64, laid out by chunk of
@@ -167,20 +175,22 @@ def build_helpers():
         finish(accs, g, dw, db, geo[6], geo[2], geo[5])
 
     # (the launchers' compiled code, called without numba's per-call type dispatch)
-    return SimpleNamespace(transform=transform, weights=weights, finish=finish,
+    return SimpleNamespace(transform=transform, transform_scratch=transform_scratch,
+                           weights=weights, finish=finish,
                            forward_bands=forward_bands, weight_grad_bands=weight_grad_bands,
                            forward_entry=jit.entry(forward_bands),
                            weight_grad_entry=jit.entry(weight_grad_bands))
 
 
-def build_forward(transform, r32, r16):
-    """The forward's serial driver (over ``build_helpers``' ``transform``), for 32-lane
-    chunks (r32) and a 16-lane one (r16); a width that is not needed is never called, so
-    the other stands in for it."""
+def build_forward(helpers, r32, r16):
+    """The forward's serial driver (over ``build_helpers``' ``transform`` and its
+    scratch), for 32-lane chunks (r32) and a 16-lane one (r16); a width that is not
+    needed is never called, so the other stands in for it."""
     from numba import njit
 
+    transform, transform_scratch = helpers.transform, helpers.transform_scratch
+
     from .simd import (
-        empty64,
         store_fence,
         vadd,
         vbcast,
@@ -278,9 +288,8 @@ def build_forward(transform, r32, r16):
     @njit(sigs.forward, nogil=True, cache=False)
     def forward(xf, uf, b, of, relu, geo, n0, n1, r0, r1, band):
         """Output rows r0..r1 of images n0..n1, every channel, a band of rows at a time."""
-        f, nt = geo[5], geo[11]
-        vs = empty64(((band - 1) * geo[7] + (geo[6] - 1) * geo[8] + 1) * 6 * geo[2] * (nt + 1))
-        pb = empty64(4 * geo[2] * (nt + 1) + 16)
+        f = geo[5]
+        vs, pb = transform_scratch(geo, band)
         for n in range(n0, n1):
             for ra in range(r0, r1, band):
                 rb = min(ra + band, r1)
