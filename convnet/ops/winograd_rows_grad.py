@@ -7,10 +7,11 @@ first layer's, which needs no dX.  The forward's transforms, transposed:
 summed in registers, 6 sums x 64 lanes at a time -- 6 (i, c) pairs of a point, then 3
 pairs x 2 points, then 1 pair x 6 points (C = 3: 6 + 3 rounds of 6 sums; with the last
 pairs as 3 and then 1 it had rounds of 12 and 4 FMAs per tile, 2-4 % slower) -- over
-TILE_BLOCK tiles whose Z sits in L1; G^T is applied once, to the sum
-(``winograd_rows_kernels``' ``finish``).  dy is read once, from memory: the next block's
-lines are prefetched during the FMA rounds.  Where the time goes: benchmarks/RESULTS.md,
-seventeenth pass.
+TILE_BLOCK tiles whose Z sits in L1.  Each round starts from acc's sums and stores them
+back (starting from 0 and adding them to acc after cost 6 adds a round on the FMA ports:
+4-5 % slower).  G^T is applied once, to the sum (``winograd_rows_kernels``' ``finish``).
+dy is read once, from memory: the next block's lines are prefetched during the FMA
+rounds.  Where the time goes: benchmarks/RESULTS.md, seventeenth and eighteenth passes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def build_grad(helpers, g64, g32, g16):
     sigs = signatures()
 
     def make_grads(lanes):
+        @njit(nogil=True, cache=False, inline="always")
+        def take(acc, o, d):
+            """The running sums at acc[o], acc[o + d] and acc[o + 2 d]."""
+            return vload(acc, o, lanes), vload(acc, o + d, lanes), vload(acc, o + 2 * d, lanes)
+
         @njit(nogil=True, cache=False)
         def grads(vs, df, kf, acc, geo, n, ra, rb, f0, relu, zb, poff):
             """acc[(p 6 + k) F + f0 + l] += sum over output rows ra..rb of image n and
@@ -81,31 +87,34 @@ def build_grad(helpers, g64, g32, g16):
                         vstore(zb, z + 3 * zs, vfma(q13, vsplat(2.0, lanes), q02))
                         vstore(zb, z + 4 * zs, vfma(q13, vsplat(-2.0, lanes), q02))
                         vstore(zb, z + 5 * zs, g3)
-                    # dy is read once, from memory: the next block's lines are asked
-                    # for ahead, 3 per tile of the 6-pair rounds below (on one core,
-                    # 8 % faster; asked for all at once, they queued behind one another
-                    # and it ran 10 % slower)
-                    if te < nt:
-                        ahead, lines = gr + 4 * te * f, min(4 * TILE_BLOCK, ow - 4 * te)
-                    elif r + 1 < rb:
-                        ahead, lines = gr + ow * f, min(4 * TILE_BLOCK, ow)
-                    else:
-                        ahead, lines = gr, 0
-                    lines *= lanes // 16
+                    # dy is read once, from memory: the lines after this block's are
+                    # asked for ahead, 3 per tile of the 6-pair rounds below (8 % faster
+                    # on one core; asked for all at once, they queued behind one another
+                    # and it ran 10 % slower).  The 6 x 8 x 3 lines from ``ahead`` on are
+                    # the next block's 4 x 8 pixels when F = lanes (F 16, 32, 64); with
+                    # more channels, part of it.  No bounds and no index arithmetic: a
+                    # prefetch never faults, and the exact per-line count and address of
+                    # before cost a fifth of the kernel's time in scalar work
+                    ahead = gr + (4 * te * f if te < nt else ow * f)
                     for k in range(6):
                         vk = vr + k * ks
                         p = 0
                         while p + 6 <= pairs:               # 6 pairs x lanes in registers
-                            a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+                            ob = (p * 6 + k) * f + f0     # the sums go on from acc's
+                            a0, a1, a2 = take(acc, ob, 6 * f)
+                            a3, a4, a5 = take(acc, ob + 18 * f, 6 * f)
                             o0, o1, o2 = vk + poff[p], vk + poff[p + 1], vk + poff[p + 2]
                             o3, o4, o5 = vk + poff[p + 3], vk + poff[p + 4], vk + poff[p + 5]
+                            pq = ahead + (k * TILE_BLOCK - tb) * 48
                             for t in range(tb, te):
-                                l0 = (k * TILE_BLOCK + t - tb) * 3
-                                for ln in range(l0, min(l0 + 3, lines)):
-                                    q = ahead + ln // (lanes // 16) * f + ln % (lanes // 16) * 16
-                                    prefetch(df, q)
-                                    if relu:
-                                        prefetch(kf, q)
+                                q = pq + 48 * t
+                                prefetch(df, q)
+                                prefetch(df, q + 16)
+                                prefetch(df, q + 32)
+                                if relu:
+                                    prefetch(kf, q)
+                                    prefetch(kf, q + 16)
+                                    prefetch(kf, q + 32)
                                 zz = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
                                 a0 = vfma(vbcast(vs, o0 + t, lanes), zz, a0)
                                 a1 = vfma(vbcast(vs, o1 + t, lanes), zz, a1)
@@ -114,14 +123,15 @@ def build_grad(helpers, g64, g32, g16):
                                 a4 = vfma(vbcast(vs, o4 + t, lanes), zz, a4)
                                 a5 = vfma(vbcast(vs, o5 + t, lanes), zz, a5)
                             for j, a in ((0, a0), (1, a1), (2, a2), (3, a3), (4, a4), (5, a5)):
-                                o = ((p + j) * 6 + k) * f + f0
-                                vstore(acc, o, vadd(vload(acc, o, lanes), a))
+                                vstore(acc, ((p + j) * 6 + k) * f + f0, a)
                             p += 6
                     p = pairs - pairs % 6                   # the last 1-5 pairs:
                     if pairs - p >= 3:                      # 3 pairs x 2 points (C = 3, 1)
                         o0, o1, o2 = vr + poff[p], vr + poff[p + 1], vr + poff[p + 2]
                         for k in range(0, 6, 2):
-                            a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+                            ob = (p * 6 + k) * f + f0
+                            a0, a1, a2 = take(acc, ob, 6 * f)
+                            a3, a4, a5 = take(acc, ob + f, 6 * f)
                             for t in range(tb, te):
                                 z0 = vload(zb, (k * TILE_BLOCK + t - tb) * lanes, lanes)
                                 z1 = vload(zb, ((k + 1) * TILE_BLOCK + t - tb) * lanes, lanes)
@@ -135,12 +145,12 @@ def build_grad(helpers, g64, g32, g16):
                                 a5 = vfma(vbcast(vs, o2 + q1, lanes), z1, a5)
                             for j, kk, a in ((0, k, a0), (1, k, a1), (2, k, a2), (0, k + 1, a3),
                                              (1, k + 1, a4), (2, k + 1, a5)):
-                                o = ((p + j) * 6 + kk) * f + f0
-                                vstore(acc, o, vadd(vload(acc, o, lanes), a))
+                                vstore(acc, ((p + j) * 6 + kk) * f + f0, a)
                         p += 3
                     for p in range(p, pairs):                # 1 pair x 6 points
                         o0 = vr + poff[p]
-                        a0, a1, a2, a3, a4, a5 = zero, zero, zero, zero, zero, zero
+                        a0, a1, a2 = take(acc, p * 6 * f + f0, f)
+                        a3, a4, a5 = take(acc, (p * 6 + 3) * f + f0, f)
                         for t in range(tb, te):
                             z, zs = (t - tb) * lanes, TILE_BLOCK * lanes
                             a0 = vfma(vbcast(vs, o0 + t, lanes), vload(zb, z, lanes), a0)
@@ -155,8 +165,7 @@ def build_grad(helpers, g64, g32, g16):
                             a5 = vfma(vbcast(vs, o0 + 5 * ks + t, lanes),
                                       vload(zb, z + 5 * zs, lanes), a5)
                         for kk, a in ((0, a0), (1, a1), (2, a2), (3, a3), (4, a4), (5, a5)):
-                            o = (p * 6 + kk) * f + f0
-                            vstore(acc, o, vadd(vload(acc, o, lanes), a))
+                            vstore(acc, (p * 6 + kk) * f + f0, a)
                 vstore(acc, odb, vadd(vload(acc, odb, lanes), db))
         return grads
 
