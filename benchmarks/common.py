@@ -82,10 +82,26 @@ def na_row(id_: str, workload: str, unit: str, why: str, **kw) -> Row:
     return Row(id_, workload, unit, note=f"n/a: {why}", **kw)
 
 
-def timeit(fn, warmup: int, repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
+WARM_S = 0.15   # W4's untimed calls before each framework's timed ones, in seconds at least
+
+
+def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls -- and more,
+    until they have taken ``warm_s`` seconds.
+
+    The time is for what another framework leaves behind and for the VM itself: every
+    framework here leaves worker threads spin-waiting after it returns (OpenBLAS for
+    about 0.1 s, OpenMP, onnxruntime's pool), and on two cores a spinning thread takes a
+    core from the next framework's two-thread calls (right after a two-thread sgemm,
+    convnet's conv calls stalled 4-8 ms each, a scheduler time slice, for about 0.1 s);
+    and after 0.15 s idle, VGG's 14x14x512 conv ran at half speed for its next 50 ms of
+    calls (3 ms calls; a core kept busy meanwhile shortened that to one call).  An idle
+    pause alone cures the first and causes the second; calls cure both."""
+    t0 = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - t0 < warm_s:
         fn()
+        done += 1
     times = []
     for _ in range(max(repeats, 1)):
         t0 = time.perf_counter()
