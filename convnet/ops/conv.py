@@ -33,7 +33,17 @@ import time
 
 import numpy as np
 
-from . import algo, direct, jit, narrow, threads, toeplitz, winograd, winograd_rows
+from . import (
+    algo,
+    direct,
+    jit,
+    narrow,
+    threads,
+    toeplitz,
+    winograd,
+    winograd_backward,
+    winograd_rows,
+)
 from .activation import relu_backward
 from .im2col import (
     bias_grad,
@@ -244,7 +254,8 @@ _FORWARD = {"im2col": _im2col_forward, "gemm1x1": _gemm1x1_forward,
             "toeplitz": _on_padded(toeplitz.toeplitz_forward), "direct": _direct_forward,
             "narrow": _on_padded(narrow.narrow_forward), "winograd_rows": _wrows_forward}
 _BACKWARD = {"im2col": _im2col_backward, "gemm1x1": _gemm1x1_backward,
-             "winograd2": winograd.winograd_backward, "winograd4": winograd.winograd_backward,
+             "winograd2": winograd_backward.winograd_backward,
+             "winograd4": winograd_backward.winograd_backward,
              "toeplitz": _unpadding(toeplitz.toeplitz_backward), "direct": _direct_backward,
              "narrow": _unpadding(narrow.narrow_backward), "winograd_rows": _wrows_backward}
 

@@ -15,6 +15,7 @@ from convnet import Tensor
 from convnet.ops import algo, im2col, jit, toeplitz, winograd, winograd_transforms
 from convnet.ops import threads as ops_threads
 from convnet.ops.conv import algorithm_of, conv2d_backward, conv2d_forward
+from convnet.ops.winograd_backward import winograd_backward
 
 ALGOS = ALGO_VARIANTS       # every algorithm, and F(4x4) with NumPy transforms
 DTYPES = [np.float32, np.float64]
@@ -222,7 +223,7 @@ def test_winograd_float32_error_vs_float64_direct(m, compiled, shape):
     with jit.use(compiled):
         out, cache = winograd.winograd_forward(x.astype(np.float32), w.astype(np.float32),
                                                None, pads, m)
-        dx, dw, _ = winograd.winograd_backward(dout.astype(np.float32), cache)
+        dx, dw, _ = winograd_backward(dout.astype(np.float32), cache)
     for label, got, want in (("out", out, exact), ("dx", dx, exact_dx), ("dw", dw, exact_dw)):
         assert got.dtype == np.float32
         err = np.abs(got - want).max() / np.abs(want).max()

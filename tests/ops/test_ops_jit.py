@@ -17,6 +17,7 @@ import pytest
 from convnet.ops import algo, jit, transforms2, winograd, winograd_rows
 from convnet.ops import threads as ops_threads
 from convnet.ops.conv import conv2d_backward, conv2d_forward
+from convnet.ops.winograd_backward import winograd_backward
 from convnet.ops.winograd_transforms import kron_matrices
 
 pytest.importorskip("numba", reason="numba (convnet[fast]) is not installed")
@@ -184,7 +185,7 @@ def test_winograd_runs_the_kernels_when_enabled_and_numpy_when_not(monkeypatch, 
 
     def run():
         out, cache = winograd.winograd_forward(x, w, b, pads, 4)
-        grads = winograd.winograd_backward(np.ones_like(out), cache)
+        grads = winograd_backward(np.ones_like(out), cache)
         pooled, _ = winograd.winograd_forward(x, w, b, pads, 4, relu=True, pool=(2, 2))
         return (out, pooled, *grads)
 

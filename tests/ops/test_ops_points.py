@@ -15,6 +15,7 @@ from convnet.ops import algo, jit, points, winograd, winograd_transforms
 from convnet.ops import threads as ops_threads
 from convnet.ops.conv import algorithm_of, conv2d_backward, conv2d_forward
 from convnet.ops.im2col import aligned_empty
+from convnet.ops.winograd_backward import winograd_backward
 
 pytestmark = pytest.mark.skipif(not jit.available(), reason="numba is not installed")
 
@@ -213,7 +214,7 @@ def test_every_gemm_path_matches_the_reference(m, fused, path, monkeypatch):
                             np.float32) == (path != "blas")
     out, cache = winograd.winograd_forward(x, w, b, pads, m=m, relu=relu, pool=pool)
     dout = np.random.default_rng(11).standard_normal(out.shape).astype(np.float32)
-    dx, dw, db = winograd.winograd_backward(dout, cache,
+    dx, dw, db = winograd_backward(dout, cache,
                                             relu_out=out if relu and not pool else None)
     pre = naive(x, w, b, (1, 1), pads, (1, 1), 1, np.zeros((2, 8, 8, 64)))[0]
     y = np.maximum(pre, 0) if relu else pre
@@ -258,8 +259,8 @@ def test_backward_reads_dout_in_any_layout(layout, relu, path, monkeypatch):
         else:
             dout = np.broadcast_to(rng.standard_normal(32, dtype=np.float32), out.shape)
         relu_out = out if relu else None
-        got = winograd.winograd_backward(dout, cache, relu_out=relu_out)
-        want = winograd.winograd_backward(np.ascontiguousarray(dout), cache,
+        got = winograd_backward(dout, cache, relu_out=relu_out)
+        want = winograd_backward(np.ascontiguousarray(dout), cache,
                                           relu_out=relu_out)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
@@ -280,8 +281,8 @@ def test_dx_alone_in_bands_adds_the_overlapping_rows(monkeypatch):
     monkeypatch.setattr(winograd, "POINT_TILES", 0)
     x, w, b, dout = make(((1, 23, 17, 16), (3, 3, 16, 16), ((1, 0), (2, 1))), 12)
     out, cache = winograd.winograd_forward(x, w, b, ((1, 0), (2, 1)), m=4)
-    full = winograd.winograd_backward(dout, cache)
-    alone = winograd.winograd_backward(dout, cache, need=(True, False, False))
+    full = winograd_backward(dout, cache)
+    alone = winograd_backward(dout, cache, need=(True, False, False))
     np.testing.assert_array_equal(alone[0], full[0])
     close(full[0], naive(x, w, b, (1, 1), ((1, 0), (2, 1)), (1, 1), 1, dout)[1])
 
@@ -303,7 +304,7 @@ def test_cache_keeps_each_layout_only_for_promoted_weights(monkeypatch):
 
     def step():
         out, cache = winograd.winograd_forward(x, w, b, pads, m=2)
-        return out, winograd.winograd_backward(dout, cache)
+        return out, winograd_backward(dout, cache)
 
     def kept():
         return [sorted(e[2]) for e in winograd_transforms._ucache.values()]
@@ -367,7 +368,7 @@ def test_backward_takes_the_forwards_entry_without_comparing_again(sightings, mo
     monkeypatch.setattr(winograd_transforms, "_same",
                         lambda a, c: compared.append(1) or real(a, c))
     w += 1.0                                             # changed after the forward
-    dx, dw, db = winograd.winograd_backward(dout, cache)
+    dx, dw, db = winograd_backward(dout, cache)
     assert compared == []
     close(dx, want[1])
     close(dw, want[2])
