@@ -90,11 +90,12 @@ def build_grad(helpers, g64, g32, g16):
                     # dy is read once, from memory: the lines after this block's are
                     # asked for ahead, 3 per tile of the 6-pair rounds below (8 % faster
                     # on one core; asked for all at once, they queued behind one another
-                    # and it ran 10 % slower).  The 6 x 8 x 3 lines from ``ahead`` on are
-                    # the next block's 4 x 8 pixels when F = lanes (F 16, 32, 64); with
-                    # more channels, part of it.  No bounds and no index arithmetic: a
-                    # prefetch never faults, and the exact per-line count and address of
-                    # before cost a fifth of the kernel's time in scalar work
+                    # and it ran 10 % slower).  The 6 x 8 x 3 lines from ``ahead`` on hold
+                    # the next block's 4 x 8 pixels when F = lanes (F 64: 128 lines; F 32
+                    # and 16, more than the next block); with more channels, part of
+                    # them.  No bounds and no index arithmetic: a prefetch never faults,
+                    # and the exact per-line count and address of before cost a fifth of
+                    # the kernel's time in scalar work
                     ahead = gr + (4 * te * f if te < nt else ow * f)
                     for k in range(6):
                         vk = vr + k * ks
