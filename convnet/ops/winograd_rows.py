@@ -37,7 +37,7 @@ from . import jit
 from . import winograd_rows_grad as grad_kernels
 from . import winograd_rows_kernels as kernels
 from .direct import _row_blocks  # (n0, n1, r0, r1): whole images, or bands of rows
-from .im2col import aligned_empty  # 64-byte aligned: the kernels need it
+from .im2col import aligned_empty, lane_rows  # 64-byte aligned: the kernels need it
 from .shape import conv_output_shape
 from .threads import num_threads, run_blocks, run_reduce
 from .winograd_transforms import _MATRICES
@@ -169,8 +169,8 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     """(dW (KH, 3, C, F), db (F,)) of the conv ``forward`` ran, from its input (N, H, W,
     C) and ``pads`` and dout (N, OH, OW, F), masked where ``relu_out`` is 0 (the fused
     ReLU).  Each thread takes whole images (or, with fewer images than threads, a band
-    of each image's rows) into its own accumulator, and they are added in order: the
-    same bits on every run."""
+    of each image's rows) into its own accumulator (on pages of its own: ``lane_rows``),
+    and they are added in order: the same bits on every run."""
     n, out_h, out_w, f = dout.shape
     kh, kw, c, _ = w_shape
     xf = np.ascontiguousarray(x, np.float32).reshape(-1)
@@ -184,7 +184,7 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     relu = relu_out is not None
     dw, db = np.empty(w_shape, np.float32), np.empty(f, np.float32)
     if parallel and jit.parallel_launch(len(blocks)):
-        accs = aligned_empty((len(blocks), size))
+        accs = lane_rows(len(blocks), size)         # zeroed, whole, by the launcher
         helpers.weight_grad_entry(address, xf, df, kf, accs, geo, blocks, relu, band, _G,
                                   dw.reshape(-1), db)
         jit.launched()
@@ -198,6 +198,6 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
         return part
 
     acc = run_reduce(block, blocks, (size,), np.float32, parallel=parallel,
-                     buffers=lambda i, shape, dtype: aligned_empty(shape))
+                     buffers=lambda i, shape, dtype: lane_rows(1, size)[0, :size])
     helpers.finish(acc.reshape(1, -1), _G, dw.reshape(-1), db, kh, c, f)
     return dw, db

@@ -217,6 +217,27 @@ def test_kernel_scratch_starts_on_a_64_byte_boundary():
     np.testing.assert_array_equal(got[:, 1], sizes)
 
 
+@pytest.mark.parametrize("k, size, dtype", [(1, 1, np.float32), (2, 3520, np.float32),
+                                            (3, 1024, np.float32), (4, 513, np.float64),
+                                            (2, 4096, np.int64)])
+def test_lane_rows_give_each_thread_pages_of_its_own(k, size, dtype):
+    """The per-thread accumulators: every row starts a page, holds ``size`` values, and
+    no page holds values of two rows (a spare page lies between them)."""
+    from convnet.ops.im2col import PAGE, lane_rows
+
+    rows = lane_rows(k, size, dtype)
+    item = np.dtype(dtype).itemsize
+    assert rows.dtype == dtype and rows.shape[0] == k and rows.flags.c_contiguous
+    assert rows.shape[1] >= size + PAGE // item
+    starts = [rows[i].ctypes.data for i in range(k)]
+    assert all(s % PAGE == 0 for s in starts)
+    last_pages = [(s + size * item - 1) // PAGE for s in starts]
+    for i in range(k - 1):
+        assert starts[i + 1] // PAGE > last_pages[i] + 1
+    rows[:, :size] = 7                        # every row's values are writable memory
+    assert np.all(rows[:, :size] == 7)
+
+
 @pytest.mark.parametrize("lanes", [8, 16])
 @pytest.mark.parametrize("step", [1, 3, 12, 7])
 def test_gather_reads_every_step_th_value(lanes, step):
