@@ -83,27 +83,35 @@ def na_row(id_: str, workload: str, unit: str, why: str, **kw) -> Row:
 
 
 WARM_S = 0.15   # W4's untimed calls before each framework's timed ones, in seconds at least
+TIMED_S = 0.1   # and its timed calls, in seconds at least (``timeit``)
 
 
-def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0) -> float:
+def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0, timed_s: float = 0.0) -> float:
     """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls -- and more,
-    until they have taken ``warm_s`` seconds.
+    until they have taken ``warm_s`` seconds -- over ``repeats`` timed calls, and more,
+    until they have taken ``timed_s`` seconds.
 
-    The time is for what another framework leaves behind and for the VM itself: every
+    The warm-up is for what another framework leaves behind and for the VM itself: every
     framework here leaves worker threads spin-waiting after it returns (OpenBLAS for
     about 0.1 s, OpenMP, onnxruntime's pool), and on two cores a spinning thread takes a
     core from the next framework's two-thread calls (right after a two-thread sgemm,
     convnet's conv calls stalled 4-8 ms each, a scheduler time slice, for about 0.1 s);
     and after 0.15 s idle, VGG's 14x14x512 conv ran at half speed for its next 50 ms of
     calls (3 ms calls; a core kept busy meanwhile shortened that to one call).  An idle
-    pause alone cures the first and causes the second; calls cure both."""
+    pause alone cures the first and causes the second; calls cure both.
+
+    The floor on timed seconds is for the VM's own stalls: 7 calls of a 0.6 ms conv span
+    4 ms, and one slow stretch of that length moved a whole row's median (CIFAR's
+    first-layer forward measured 0.89 ms in one full run, 0.56-0.70 ms in eleven others;
+    in 3,000 back-to-back calls, one window of 100 had a median 16 % above the rest)."""
     t0 = time.perf_counter()
     done = 0
     while done < warmup or time.perf_counter() - t0 < warm_s:
         fn()
         done += 1
     times = []
-    for _ in range(max(repeats, 1)):
+    start = time.perf_counter()
+    while len(times) < max(repeats, 1) or time.perf_counter() - start < timed_s:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

@@ -6,14 +6,14 @@ does fewer real FLOPs, so it can pass the sgemm roof).  Forward runs as in train
 called repeatedly with one random upstream gradient.  It computes dW, db and -- except
 for a network's first layer, whose input needs no gradient -- dX, so its FLOPs are
 2x (or 1x) the forward's.  Each of the four is timed after at least ``common.WARM_S``
-of untimed calls (see ``common.timeit``).
+of untimed calls, over at least ``common.TIMED_S`` of timed ones (see ``common.timeit``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .common import WARM_S, Row, Settings, conv_flops, timeit
+from .common import TIMED_S, WARM_S, Row, Settings, conv_flops, timeit
 
 # (name, N, H, W, C_in, C_out): every distinct 3x3 conv (stride 1, padding 1).
 W2_CONVS = [("W2 conv1_1", 64, 32, 32, 3, 64), ("W2 conv1_2", 64, 32, 32, 64, 64),
@@ -54,8 +54,9 @@ def _one_layer(name, n, h, w, c, f, settings: Settings, roof: float) -> list[Row
     out = cn_fwd()
     ctx = out._ctx
     warm = 0.0 if settings.smoke else WARM_S
-    t_cf = timeit(cn_fwd, settings.warmup, settings.repeats, warm)
-    t_cb = timeit(lambda: ctx.backward(dout), settings.warmup, settings.repeats, warm)
+    timed = 0.0 if settings.quick else TIMED_S      # --quick keeps to its 90 s
+    t_cf = timeit(cn_fwd, settings.warmup, settings.repeats, warm, timed)
+    t_cb = timeit(lambda: ctx.backward(dout), settings.warmup, settings.repeats, warm, timed)
 
     # torch, NCHW as its convolutions expect
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_(need_dx)
@@ -68,9 +69,9 @@ def _one_layer(name, n, h, w, c, f, settings: Settings, roof: float) -> list[Row
 
     tout = th_fwd()
     inputs = [xt, wtt, bt] if need_dx else [wtt, bt]
-    t_tf = timeit(th_fwd, settings.warmup, settings.repeats, warm)
+    t_tf = timeit(th_fwd, settings.warmup, settings.repeats, warm, timed)
     t_tb = timeit(lambda: torch.autograd.grad(tout, inputs, dt, retain_graph=True),
-                  settings.warmup, settings.repeats, warm)
+                  settings.warmup, settings.repeats, warm, timed)
 
     shape = f"{n}x{h}x{w}x{c}→{f}"
     rows = []

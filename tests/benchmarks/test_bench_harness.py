@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,3 +145,29 @@ def test_ratio_and_target_logic(common):
     table = common.markdown_table([up, down, conv, na], info)
     assert "| W4 | x | ms |" in table and "150 (50%)" in table
     assert "onnxruntime not installed" in table
+
+
+MS = 2.0 ** -10      # a "millisecond" that sums exactly in binary
+
+
+@pytest.mark.parametrize("warmup, repeats, warm_s, timed_s, untimed, timed", [
+    (2, 7, 0.0, 0.0, 2, 7),              # counts alone
+    (2, 7, 10 * MS, 0.0, 10, 7),         # untimed calls until 10 ms have passed
+    (1, 3, 0.0, 20 * MS, 1, 20),         # timed calls until 20 ms have passed
+    (5, 30, 2 * MS, 4 * MS, 5, 30),      # the counts outlast both floors
+])
+def test_timeit_makes_its_calls_until_both_counts_and_seconds_are_reached(
+        common, monkeypatch, warmup, repeats, warm_s, timed_s, untimed, timed):
+    """On a clock that call i moves by i ms: the median is of the timed calls only."""
+    clock = {"now": 0.0, "calls": 0}
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock["now"])
+
+    def fn():
+        clock["calls"] += 1
+        clock["now"] += MS if clock["calls"] <= untimed else MS * (clock["calls"] - untimed)
+
+    if timed_s:                          # i ms per timed call: fewer calls fill the floor
+        timed = next(k for k in range(1, 100) if MS * k * (k + 1) / 2 >= timed_s)
+    median = common.timeit(fn, warmup, repeats, warm_s, timed_s)
+    assert clock["calls"] == untimed + max(timed, repeats)
+    assert median == pytest.approx(MS * np.median(np.arange(1, max(timed, repeats) + 1)))
