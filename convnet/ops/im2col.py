@@ -62,9 +62,12 @@ def lane_rows(k: int, size: int, dtype=np.float32) -> np.ndarray:
     the gain): each thread rewrites its row many times a call, and a core's prefetchers,
     which stop at a page's end, then never take the other core's lines."""
     dtype = np.dtype(dtype)
-    per = PAGE // dtype.itemsize
-    stride = -(-size // per) * per + per
-    return aligned_empty((k, stride), dtype, PAGE)
+    return aligned_empty((k, _lane_stride(size, dtype.itemsize)), dtype, PAGE)
+
+
+def _lane_stride(size: int, itemsize: int) -> int:
+    per = PAGE // itemsize
+    return -(-size // per) * per + per
 
 
 def scratch(tag: str, shape, dtype) -> np.ndarray:
@@ -79,6 +82,20 @@ def scratch(tag: str, shape, dtype) -> np.ndarray:
     if buf is None or buf.size < size:
         buf = pool[key] = aligned_empty(max(size, 1), dtype)
     return buf[:size].reshape(shape)
+
+
+def lane_scratch(tag: str, k: int, size: int) -> np.ndarray:
+    """``lane_rows(k, size)`` (float32) reused: one per tag and calling thread, kept
+    while k and the row stride stay the same (a fresh one cost 10-12 us a call, beside
+    a 0.5 ms kernel that had just pushed NumPy's allocator out of the caches)."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = {}
+    key = (tag, "lanes")
+    rows = pool.get(key)
+    if rows is None or rows.shape != (k, _lane_stride(size, 4)):
+        rows = pool[key] = lane_rows(k, size)
+    return rows
 
 
 def release_scratch() -> None:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 _state = {"enabled": os.environ.get("CONVNET_JIT", "1") != "0", "kernels": None,
           "parallel": os.environ.get("CONVNET_PARALLEL", "1") != "0"}
 _lock = threading.RLock()       # kernels() and built(); builds may nest (ops.narrow's)
+_local = threading.local()      # per calling thread: the count parallel_launch last set
 
 
 def available() -> bool:
@@ -78,7 +79,11 @@ def parallel_launch(threads: int) -> bool:
     OpenMP or TBB.  Not with the workqueue layer (not thread-safe, and it costs more than
     the pool), not in a forked child (GNU OpenMP is not fork-safe once a launch has
     run: numba aborts the child), and not when turned off (``CONVNET_PARALLEL=0``, or
-    ``set_parallel(False)``): those callers use the pool instead."""
+    ``set_parallel(False)``): those callers use the pool instead.
+
+    numba's thread count belongs to the calling thread, and this sets it only when the
+    count asked for changes: code that sets numba's count itself, between convnet's
+    calls, changes the count that convnet's next launches from that thread use."""
     if threads < 2 or not enabled() or not _state["parallel"]:
         return False
     ok = _state.get("layer_ok")
@@ -86,8 +91,10 @@ def parallel_launch(threads: int) -> bool:
         ok = _state["layer_ok"] = _safe_layer()
     if not ok:
         return False
-    import numba
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if getattr(_local, "threads", 0) != threads:    # numba's count is per calling thread
+        import numba                                  # (and setting it cost 1-8 us a call)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        _local.threads = threads
     return True
 
 

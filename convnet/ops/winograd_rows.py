@@ -37,7 +37,7 @@ from . import jit
 from . import winograd_rows_grad as grad_kernels
 from . import winograd_rows_kernels as kernels
 from .direct import _row_blocks  # (n0, n1, r0, r1): whole images, or bands of rows
-from .im2col import aligned_empty, lane_rows  # 64-byte aligned: the kernels need it
+from .im2col import aligned_empty, lane_rows, lane_scratch  # 64-byte aligned
 from .shape import conv_output_shape
 from .threads import num_threads, run_blocks, run_reduce
 from .winograd_transforms import _MATRICES
@@ -184,7 +184,7 @@ def weight_grad(x, dout, w_shape, stride, pads, dilation, relu_out=None):
     relu = relu_out is not None
     dw, db = np.empty(w_shape, np.float32), np.empty(f, np.float32)
     if parallel and jit.parallel_launch(len(blocks)):
-        accs = lane_rows(len(blocks), size)         # zeroed, whole, by the launcher
+        accs = lane_scratch("wrows_dw", len(blocks), size)   # zeroed by the launcher
         helpers.weight_grad_entry(address, xf, df, kf, accs, geo, blocks, relu, band, _G,
                                   dw.reshape(-1), db)
         jit.launched()

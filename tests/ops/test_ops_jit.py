@@ -285,3 +285,26 @@ def test_warm_up_compiles_each_kernel_for_the_asked_dtypes():
         jit.warm_up(("float16",))
     with jit.use(False):
         assert jit.warm_up() is False
+
+
+def test_parallel_launch_sets_numbas_count_once_per_thread_and_count(monkeypatch):
+    """numba's thread count is per calling thread: set on a thread's first launch and
+    when the count asked for changes, not on every launch (1-8 us each)."""
+    import threading
+
+    import numba
+    if not jit.parallel_launch(2):
+        pytest.skip("numba's threading layer here is neither OpenMP nor TBB")
+    calls = []
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: calls.append(n))
+    monkeypatch.setattr(jit._local, "threads", 0)
+    assert jit.parallel_launch(2) and jit.parallel_launch(2)
+    assert jit.parallel_launch(3) and jit.parallel_launch(2)
+    top = min(3, numba.config.NUMBA_NUM_THREADS)
+    assert calls == [2, top, 2]
+    got = []
+    worker = threading.Thread(target=lambda: got.append(jit.parallel_launch(2)))
+    worker.start()
+    worker.join()
+    assert got == [True] and calls == [2, top, 2, 2]      # another thread: its own count
+    assert not jit.parallel_launch(1) and calls == [2, top, 2, 2]

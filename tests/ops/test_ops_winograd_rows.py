@@ -238,6 +238,27 @@ def test_lane_rows_give_each_thread_pages_of_its_own(k, size, dtype):
     assert np.all(rows[:, :size] == 7)
 
 
+def test_lane_scratch_is_reused_per_thread_while_its_shape_holds():
+    import threading
+
+    from convnet.ops.im2col import PAGE, lane_scratch, release_scratch
+
+    release_scratch()
+    a = lane_scratch("t", 2, 3520)
+    assert a is lane_scratch("t", 2, 3520) and a is lane_scratch("t", 2, 4000)  # one stride
+    assert a.ctypes.data % PAGE == 0 and a.shape == (2, 5120) and a.dtype == np.float32
+    b = lane_scratch("t", 2, 5000)                       # a longer row: new rows
+    assert b is not a and b.shape == (2, 6144)
+    assert lane_scratch("t", 3, 5000) is not b           # another count: new rows
+    assert lane_scratch("u", 3, 5000) is not lane_scratch("t", 3, 5000)
+    other = []
+    worker = threading.Thread(target=lambda: other.append(lane_scratch("u", 3, 5000)))
+    worker.start()
+    worker.join()
+    assert other[0] is not lane_scratch("u", 3, 5000)    # each thread its own
+    release_scratch()
+
+
 @pytest.mark.parametrize("lanes", [8, 16])
 @pytest.mark.parametrize("step", [1, 3, 12, 7])
 def test_gather_reads_every_step_th_value(lanes, step):
