@@ -92,7 +92,8 @@ def parallel_launch(threads: int) -> bool:
     if not ok:
         return False
     if getattr(_local, "threads", 0) != threads:    # numba's count is per calling thread
-        import numba                                  # (and setting it cost 1-8 us a call)
+        import numba  # (setting it cost 1-8 us a call)
+
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         _local.threads = threads
     return True
