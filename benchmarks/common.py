@@ -83,13 +83,15 @@ def na_row(id_: str, workload: str, unit: str, why: str, **kw) -> Row:
 
 
 WARM_S = 0.15   # W4's untimed calls before each framework's timed ones, in seconds at least
-TIMED_S = 0.1   # and its timed calls, in seconds at least (``timeit``)
+TIMED_S = 0.1   # and its timed calls, in seconds at least, over all its turns (``in_turns``)
+TURNS = 3       # W4's turns per framework and pass, alternating (``in_turns``)
 
 
-def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0, timed_s: float = 0.0) -> float:
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls -- and more,
-    until they have taken ``warm_s`` seconds -- over ``repeats`` timed calls, and more,
-    until they have taken ``timed_s`` seconds.
+def samples(fn, warmup: int, repeats: int, warm_s: float = 0.0,
+            timed_s: float = 0.0) -> list[float]:
+    """Wall times of ``fn()`` in seconds: ``repeats`` timed calls, and more, until they
+    have taken ``timed_s`` seconds, after ``warmup`` untimed calls -- and more, until
+    they have taken ``warm_s`` seconds.
 
     The warm-up is for what another framework leaves behind and for the VM itself: every
     framework here leaves worker threads spin-waiting after it returns (OpenBLAS for
@@ -98,12 +100,7 @@ def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0, timed_s: float = 
     convnet's conv calls stalled 4-8 ms each, a scheduler time slice, for about 0.1 s);
     and after 0.15 s idle, VGG's 14x14x512 conv ran at half speed for its next 50 ms of
     calls (3 ms calls; a core kept busy meanwhile shortened that to one call).  An idle
-    pause alone cures the first and causes the second; calls cure both.
-
-    The floor on timed seconds is for the VM's own stalls: 7 calls of a 0.6 ms conv span
-    4 ms, and one slow stretch of that length moved a whole row's median (CIFAR's
-    first-layer forward measured 0.89 ms in one full run, 0.56-0.70 ms in eleven others;
-    in 3,000 back-to-back calls, one window of 100 had a median 16 % above the rest)."""
+    pause alone cures the first and causes the second; calls cure both."""
     t0 = time.perf_counter()
     done = 0
     while done < warmup or time.perf_counter() - t0 < warm_s:
@@ -115,7 +112,31 @@ def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0, timed_s: float = 
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return times
+
+
+def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0, timed_s: float = 0.0) -> float:
+    """The median of ``samples``."""
+    return float(np.median(samples(fn, warmup, repeats, warm_s, timed_s)))
+
+
+def in_turns(fns, turns: int, warmup: int, repeats: int, warm_s: float = 0.0,
+             timed_s: float = 0.0) -> list[float]:
+    """The median wall time of each of ``fns`` over all its calls, timed in ``turns``
+    alternating turns (fns[0], fns[1], ..., fns[0], ...): each turn ``samples`` with
+    ``warmup`` and ``warm_s`` as given, and a share of ``repeats`` and ``timed_s``.
+
+    The VM has slow stretches of a tenth of a second and more.  Timed in one stretch, a
+    row's median moved with them: CIFAR's 20 ms conv2_2 backward measured 36 ms in one
+    full run and 25 ms in another (the median of 7 calls in a row), against 17-21 ms in
+    nine other full runs and in two runs of W4 alone.  In three turns, spread over the
+    layer's 2-3 s, one slow stretch holds a third of a row's calls."""
+    share, floor = -(-max(repeats, 1) // turns), timed_s / turns
+    times = [[] for _ in fns]
+    for _ in range(max(turns, 1)):
+        for t, fn in zip(times, fns):
+            t.extend(samples(fn, warmup, share, warm_s, floor))
+    return [float(np.median(t)) for t in times]
 
 
 def sgemm_roof(settings: Settings) -> float:

@@ -5,15 +5,17 @@ does fewer real FLOPs, so it can pass the sgemm roof).  Forward runs as in train
 (the graph is recorded); backward is the conv's own backward on that recorded graph,
 called repeatedly with one random upstream gradient.  It computes dW, db and -- except
 for a network's first layer, whose input needs no gradient -- dX, so its FLOPs are
-2x (or 1x) the forward's.  Each of the four is timed after at least ``common.WARM_S``
-of untimed calls, over at least ``common.TIMED_S`` of timed ones (see ``common.timeit``).
+2x (or 1x) the forward's.  The four are timed in ``common.TURNS`` alternating turns
+(convnet's forward, its backward, torch's forward, its backward, and again), each turn
+after at least ``common.WARM_S`` of untimed calls, over at least ``common.TIMED_S`` of
+timed calls in all (``common.in_turns``); --quick times one turn.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .common import TIMED_S, WARM_S, Row, Settings, conv_flops, timeit
+from .common import TIMED_S, TURNS, WARM_S, Row, Settings, conv_flops, in_turns
 
 # (name, N, H, W, C_in, C_out): every distinct 3x3 conv (stride 1, padding 1).
 W2_CONVS = [("W2 conv1_1", 64, 32, 32, 3, 64), ("W2 conv1_2", 64, 32, 32, 64, 64),
@@ -53,10 +55,6 @@ def _one_layer(name, n, h, w, c, f, settings: Settings, roof: float) -> list[Row
 
     out = cn_fwd()
     ctx = out._ctx
-    warm = 0.0 if settings.smoke else WARM_S
-    timed = 0.0 if settings.quick else TIMED_S      # --quick keeps to its 90 s
-    t_cf = timeit(cn_fwd, settings.warmup, settings.repeats, warm, timed)
-    t_cb = timeit(lambda: ctx.backward(dout), settings.warmup, settings.repeats, warm, timed)
 
     # torch, NCHW as its convolutions expect
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_(need_dx)
@@ -69,9 +67,12 @@ def _one_layer(name, n, h, w, c, f, settings: Settings, roof: float) -> list[Row
 
     tout = th_fwd()
     inputs = [xt, wtt, bt] if need_dx else [wtt, bt]
-    t_tf = timeit(th_fwd, settings.warmup, settings.repeats, warm, timed)
-    t_tb = timeit(lambda: torch.autograd.grad(tout, inputs, dt, retain_graph=True),
-                  settings.warmup, settings.repeats, warm, timed)
+    warm = 0.0 if settings.smoke else WARM_S
+    turns, timed = (1, 0.0) if settings.quick else (TURNS, TIMED_S)  # --quick: its 90 s
+    t_cf, t_cb, t_tf, t_tb = in_turns(
+        [cn_fwd, lambda: ctx.backward(dout), th_fwd,
+         lambda: torch.autograd.grad(tout, inputs, dt, retain_graph=True)],
+        turns, settings.warmup, settings.repeats, warm, timed)
 
     shape = f"{n}x{h}x{w}x{c}→{f}"
     rows = []

@@ -171,3 +171,24 @@ def test_timeit_makes_its_calls_until_both_counts_and_seconds_are_reached(
     median = common.timeit(fn, warmup, repeats, warm_s, timed_s)
     assert clock["calls"] == untimed + max(timed, repeats)
     assert median == pytest.approx(MS * np.median(np.arange(1, max(timed, repeats) + 1)))
+
+
+def test_in_turns_alternates_the_functions_and_takes_each_ones_median(common, monkeypatch):
+    """Three functions in two turns: each turn of each warms up, then makes its share of
+    the timed calls (and of the timed seconds); the median is over all of one's calls."""
+    clock = {"now": 0.0}
+    log = []
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock["now"])
+
+    def make(name, step):
+        def fn():
+            log.append(name)
+            clock["now"] += step * MS
+        return fn
+
+    got = common.in_turns([make("a", 1), make("b", 2), make("c", 4)], 2, 1, 5,
+                          timed_s=8 * MS)
+    # per turn: 1 untimed call, then 3 timed (ceil(5 / 2)), and more until 4 ms pass
+    a, b, c = ["a"] * 5, ["b"] * 4, ["c"] * 4
+    assert log == a + b + c + a + b + c
+    assert got == [MS, 2 * MS, 4 * MS]
