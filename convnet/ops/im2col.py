@@ -57,10 +57,12 @@ PAGE = 4096     # bytes
 def lane_rows(k: int, size: int, dtype=np.float32) -> np.ndarray:
     """k uninitialised rows of at least ``size`` values, one per thread's partial sums:
     a (k, stride) array whose rows each start a page and end a page before the next
-    starts.  Packed end to end, two threads' rows of the first layers' weight gradient
-    ran it 5-8 % slower on 2 threads (64 or 128 bytes apart: the same; page-aligned:
-    the gain): each thread rewrites its row many times a call, and a core's prefetchers,
-    which stop at a page's end, then never take the other core's lines."""
+    starts.  Packed end to end, two threads' rows made the first layers' weight
+    gradient 5-10 % slower on 2 threads (64 or 128 bytes apart: as slow; 256: part of
+    the gain; page-aligned: all of it).  Each thread there rewrites its row thousands of
+    times a call, and most likely a core's prefetchers, which stop at a page's end,
+    took lines of the other core's row.  (The kernels that sum in registers and write
+    their partials once, ``ops.direct``'s and im2col's, ran level either way.)"""
     dtype = np.dtype(dtype)
     return aligned_empty((k, _lane_stride(size, dtype.itemsize)), dtype, PAGE)
 
