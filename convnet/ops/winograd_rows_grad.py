@@ -97,7 +97,7 @@ def build_grad(helpers, g64, g32, g16):
                     # and the exact per-line count and address of before cost a fifth of
                     # the kernel's time in scalar work.  The ReLU mask's lines are left
                     # to the hardware: asked for too, 3 more a tile, the fused-ReLU case
-                    # ran 4-7 % slower (and the test of relu, the plain one 1-3 %)
+                    # ran 4-7 % slower (and the test of relu, the plain one 1-5 %)
                     ahead = gr + (4 * te * f if te < nt else ow * f)
                     for k in range(6):
                         vk = vr + k * ks
