@@ -84,7 +84,7 @@ def na_row(id_: str, workload: str, unit: str, why: str, **kw) -> Row:
 
 WARM_S = 0.15   # W4's untimed calls before each framework's timed ones, in seconds at least
 TIMED_S = 0.1   # and its timed calls, in seconds at least, over all its turns (``in_turns``)
-TURNS = 3       # W4's turns per framework and pass, alternating (``in_turns``)
+TURNS = 3       # W4's alternating turns per layer (``in_turns``)
 
 
 def samples(fn, warmup: int, repeats: int, warm_s: float = 0.0,
@@ -115,9 +115,9 @@ def samples(fn, warmup: int, repeats: int, warm_s: float = 0.0,
     return times
 
 
-def timeit(fn, warmup: int, repeats: int, warm_s: float = 0.0, timed_s: float = 0.0) -> float:
-    """The median of ``samples``."""
-    return float(np.median(samples(fn, warmup, repeats, warm_s, timed_s)))
+def timeit(fn, warmup: int, repeats: int) -> float:
+    """The median of ``samples``: ``repeats`` timed calls after ``warmup`` untimed ones."""
+    return float(np.median(samples(fn, warmup, repeats)))
 
 
 def in_turns(fns, turns: int, warmup: int, repeats: int, warm_s: float = 0.0,

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,9 +155,9 @@ MS = 2.0 ** -10      # a "millisecond" that sums exactly in binary
     (1, 3, 0.0, 20 * MS, 1, 20),         # timed calls until 20 ms have passed
     (5, 30, 2 * MS, 4 * MS, 5, 30),      # the counts outlast both floors
 ])
-def test_timeit_makes_its_calls_until_both_counts_and_seconds_are_reached(
+def test_samples_makes_its_calls_until_both_counts_and_seconds_are_reached(
         common, monkeypatch, warmup, repeats, warm_s, timed_s, untimed, timed):
-    """On a clock that call i moves by i ms: the median is of the timed calls only."""
+    """On a clock that call i moves by i ms: only the timed calls come back."""
     clock = {"now": 0.0, "calls": 0}
     monkeypatch.setattr(common.time, "perf_counter", lambda: clock["now"])
 
@@ -168,9 +167,21 @@ def test_timeit_makes_its_calls_until_both_counts_and_seconds_are_reached(
 
     if timed_s:                          # i ms per timed call: fewer calls fill the floor
         timed = next(k for k in range(1, 100) if MS * k * (k + 1) / 2 >= timed_s)
-    median = common.timeit(fn, warmup, repeats, warm_s, timed_s)
-    assert clock["calls"] == untimed + max(timed, repeats)
-    assert median == pytest.approx(MS * np.median(np.arange(1, max(timed, repeats) + 1)))
+    got = common.samples(fn, warmup, repeats, warm_s, timed_s)
+    timed = max(timed, repeats)
+    assert clock["calls"] == untimed + timed
+    assert got == pytest.approx([MS * i for i in range(1, timed + 1)])
+
+
+def test_timeit_is_the_median_of_its_timed_calls(common, monkeypatch):
+    clock = {"now": 0.0, "calls": 0}
+    monkeypatch.setattr(common.time, "perf_counter", lambda: clock["now"])
+
+    def fn():                            # 100 ms untimed, then 1, 2, ..., 6 ms
+        clock["calls"] += 1
+        clock["now"] += MS * (100 if clock["calls"] <= 2 else clock["calls"] - 2)
+
+    assert common.timeit(fn, 2, 6) == pytest.approx(3.5 * MS) and clock["calls"] == 8
 
 
 def test_in_turns_alternates_the_functions_and_takes_each_ones_median(common, monkeypatch):
