@@ -72,12 +72,18 @@ def _lane_stride(size: int, itemsize: int) -> int:
     return -(-size // per) * per + per
 
 
-def scratch(tag: str, shape, dtype) -> np.ndarray:
-    """A reused, uninitialised buffer of ``shape`` (one per tag, dtype and thread),
-    64-byte aligned."""
+def _pool() -> dict:
+    """This thread's reused buffers (``scratch``, ``lane_scratch``)."""
     pool = getattr(_local, "pool", None)
     if pool is None:
         pool = _local.pool = {}
+    return pool
+
+
+def scratch(tag: str, shape, dtype) -> np.ndarray:
+    """A reused, uninitialised buffer of ``shape`` (one per tag, dtype and thread),
+    64-byte aligned."""
+    pool = _pool()
     size = math.prod(shape)                   # (np.prod costs ~20 us a call)
     key = (tag, np.dtype(dtype).str)
     buf = pool.get(key)
@@ -90,9 +96,7 @@ def lane_scratch(tag: str, k: int, size: int) -> np.ndarray:
     """``lane_rows(k, size)`` (float32) reused: one per tag and calling thread, kept
     while k and the row stride stay the same (a fresh one cost 10-12 us a call, beside
     a 0.5 ms kernel that had just pushed NumPy's allocator out of the caches)."""
-    pool = getattr(_local, "pool", None)
-    if pool is None:
-        pool = _local.pool = {}
+    pool = _pool()
     key = (tag, "lanes")
     rows = pool.get(key)
     if rows is None or rows.shape != (k, _lane_stride(size, 4)):
